@@ -1,0 +1,1 @@
+"""The HTTP facade: parse, call a service in app/, map the outcome to HTTP."""

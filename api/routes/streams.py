@@ -1,0 +1,52 @@
+"""/streams: research streams and their schedules."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Response, status
+
+from api.deps import WorkspaceDep
+from api.schemas import StreamCreate, StreamOut, StreamUpdate, TickOut
+from app.streams import service
+
+router = APIRouter(prefix="/streams", tags=["streams"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_stream(body: StreamCreate, workspace: WorkspaceDep) -> StreamOut:
+    return StreamOut.of(service.create(workspace, body.model_dump(mode="json")))
+
+
+@router.get("")
+def list_streams(
+    workspace: WorkspaceDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[StreamOut]:
+    return [StreamOut.of(stream) for stream in service.list_all(workspace, limit, offset)]
+
+
+@router.get("/{stream_id}")
+def get_stream(stream_id: UUID, workspace: WorkspaceDep) -> StreamOut:
+    return StreamOut.of(service.get(workspace, stream_id))
+
+
+@router.get("/{stream_id}/ticks")
+def list_ticks(
+    stream_id: UUID, workspace: WorkspaceDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[TickOut]:
+    return [TickOut.model_validate(tick) for tick in service.ticks(workspace, stream_id, limit)]
+
+
+@router.patch("/{stream_id}")
+def update_stream(stream_id: UUID, body: StreamUpdate, workspace: WorkspaceDep) -> StreamOut:
+    changes = body.model_dump(mode="json", exclude_unset=True)
+    return StreamOut.of(service.update(workspace, stream_id, changes))
+
+
+@router.delete("/{stream_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_stream(stream_id: UUID, workspace: WorkspaceDep) -> Response:
+    service.delete(workspace, stream_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

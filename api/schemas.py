@@ -1,0 +1,115 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.engine import Row
+
+from app.schedules.config import ScheduleConfig
+from app.streams.service import Stream
+
+Params = dict[str, Any]
+
+
+class StreamCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200, description="A label for people.")
+    pipeline: str = Field(min_length=1, max_length=200, description="A registered pipeline name.")
+    params: Params = Field(default_factory=dict, description="Passed to every run's pipeline.")
+    schedule_config: ScheduleConfig | None = Field(
+        None, description="When the stream runs by itself; null: only on demand."
+    )
+
+
+class StreamUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    pipeline: str | None = Field(None, min_length=1, max_length=200)
+    params: Params | None = Field(None, description="Replaces the stream's params.")
+    schedule_config: Params | None = Field(
+        None,
+        description="Keys to change in the schedule (see ScheduleConfig), merged into the "
+        'current one; null removes the schedule. `{"enabled": false}` pauses the stream.',
+    )
+
+
+class StreamOut(BaseModel):
+    id: UUID
+    name: str
+    pipeline: str
+    params: Params
+    schedule_config: Params | None
+    next_scheduled_run: datetime | None
+    last_scheduled_run: datetime | None
+    paused_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    upcoming: list[datetime] = Field(description="The next five fire times, UTC.")
+
+    @classmethod
+    def of(cls, stream: Stream) -> StreamOut:
+        return cls.model_validate({**stream.row._mapping, "upcoming": stream.upcoming})
+
+
+class TickOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    scheduled_for: datetime
+    outcome: Literal["fired", "skipped_overlap", "missed"]
+    execution_id: UUID | None
+    reason: str | None
+    created_at: datetime
+
+
+class RunCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stream_id: UUID
+    run_type: Literal["manual", "test"] = "manual"
+    params: Params | None = Field(None, description="Overlaid on the stream's params.")
+
+
+RunStatusName = Literal["pending", "running", "retrying", "completed", "failed", "cancelled"]
+
+
+class RunOut(BaseModel):
+    id: UUID
+    stream_id: UUID
+    run_type: Literal["scheduled", "manual", "test"]
+    status: RunStatusName
+    attempt: int = Field(description="Attempts started so far (0 while pending).")
+    max_attempts: int
+    params: Params
+    progress: Params | None = Field(description="`{percent, message}` as last reported.")
+    result: Params | None
+    error: str | None
+    error_type: str | None
+    cancel_requested: bool
+    scheduled_for: datetime | None
+    created_at: datetime
+    started_at: datetime | None = Field(description="When the first attempt started.")
+    completed_at: datetime | None
+    retry_of: UUID | None
+
+    @classmethod
+    def of(cls, row: Row[Any]) -> RunOut:
+        fields = dict(row._mapping)
+        fields["cancel_requested"] = fields["cancel_requested_at"] is not None
+        return cls.model_validate(fields)
+
+
+class RunPage(BaseModel):
+    items: list[RunOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: Literal["ok", "unavailable"]
+    broker: Literal["ok", "unavailable"]

@@ -1,0 +1,35 @@
+"""The Celery application. Process-level resources are made in signal handlers, after fork."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, signals
+
+from app import db, logs
+from app.pipelines import registry
+from app.settings import get_settings
+
+app = Celery("runway")
+app.config_from_object("celeryconfig")
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    settings = get_settings()
+    logs.configure(settings.log_format, settings.log_level)
+
+
+@signals.worker_init.connect
+def _load_pipelines(**_: Any) -> None:
+    registry.load(get_settings().pipelines)
+
+
+@signals.worker_process_init.connect
+def _init_process(**_: Any) -> None:
+    db.init()
+
+
+@signals.worker_process_shutdown.connect
+def _close_process(**_: Any) -> None:
+    db.dispose()

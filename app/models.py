@@ -1,0 +1,169 @@
+"""SPEC's tables as SQLAlchemy Core metadata: the source of truth for migrations."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+RUN_STATUSES = ("pending", "running", "retrying", "completed", "failed", "cancelled")
+RUN_TYPES = ("scheduled", "manual", "test")
+TICK_OUTCOMES = ("fired", "skipped_overlap", "missed")
+
+
+def _uuid_pk() -> sa.Column[object]:
+    return sa.Column(
+        "id", UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")
+    )
+
+
+def _created_at() -> sa.Column[object]:
+    return sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    )
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    quoted = ", ".join(f"'{value}'" for value in values)
+    return f"{column} IN ({quoted})"
+
+
+workspaces = sa.Table(
+    "workspaces",
+    metadata,
+    _uuid_pk(),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    _created_at(),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    _uuid_pk(),
+    sa.Column(
+        "workspace_id",
+        UUID(as_uuid=True),
+        sa.ForeignKey("workspaces.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("key_hash", sa.Text, nullable=False, unique=True),
+    sa.Column("name", sa.Text, nullable=False, server_default=""),
+    _created_at(),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+)
+
+research_streams = sa.Table(
+    "research_streams",
+    metadata,
+    _uuid_pk(),
+    sa.Column(
+        "workspace_id",
+        UUID(as_uuid=True),
+        sa.ForeignKey("workspaces.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("pipeline", sa.Text, nullable=False),
+    sa.Column("params", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("schedule_config", JSONB),
+    sa.Column("next_scheduled_run", sa.DateTime(timezone=True)),
+    sa.Column("last_scheduled_run", sa.DateTime(timezone=True)),
+    sa.Column("paused_reason", sa.Text),
+    _created_at(),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    # Beat's claim reads only streams that are due; the partial index keeps that cheap.
+    sa.Index(
+        "ix_research_streams_due",
+        "next_scheduled_run",
+        postgresql_where=sa.text("next_scheduled_run IS NOT NULL"),
+    ),
+)
+
+schedule_ticks = sa.Table(
+    "schedule_ticks",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column(
+        "stream_id",
+        UUID(as_uuid=True),
+        sa.ForeignKey("research_streams.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("scheduled_for", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("execution_id", UUID(as_uuid=True)),
+    sa.Column("reason", sa.Text),
+    _created_at(),
+    sa.UniqueConstraint("stream_id", "scheduled_for"),
+    sa.CheckConstraint(_in("outcome", TICK_OUTCOMES), name="outcome"),
+)
+
+pipeline_executions = sa.Table(
+    "pipeline_executions",
+    metadata,
+    _uuid_pk(),
+    sa.Column(
+        "workspace_id",
+        UUID(as_uuid=True),
+        sa.ForeignKey("workspaces.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    # No foreign key: a run is history and outlives its stream.
+    sa.Column("stream_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("run_type", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False, server_default="pending"),
+    sa.Column("scheduled_for", sa.DateTime(timezone=True)),
+    sa.Column("pipeline", sa.Text, nullable=False),
+    sa.Column("params", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("progress", JSONB),
+    sa.Column("result", JSONB),
+    sa.Column("error", sa.Text),
+    sa.Column("error_type", sa.Text),
+    sa.Column("worker", sa.Text),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True)),
+    sa.Column("cancel_requested_at", sa.DateTime(timezone=True)),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
+    sa.Column("retry_of", UUID(as_uuid=True)),
+    sa.Column("idempotency_key", sa.Text),
+    _created_at(),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("completed_at", sa.DateTime(timezone=True)),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+    sa.CheckConstraint(_in("run_type", RUN_TYPES), name="run_type"),
+    sa.CheckConstraint("attempt >= 0 AND attempt <= max_attempts", name="attempt"),
+    sa.UniqueConstraint("workspace_id", "idempotency_key"),
+    sa.Index(
+        "uq_pipeline_executions_scheduled_slot",
+        "stream_id",
+        "scheduled_for",
+        unique=True,
+        postgresql_where=sa.text("run_type = 'scheduled'"),
+    ),
+    sa.Index("ix_pipeline_executions_workspace_created", "workspace_id", "created_at", "id"),
+    sa.Index("ix_pipeline_executions_stream_created", "stream_id", "created_at"),
+    # Housekeeping scans only the live runs.
+    sa.Index(
+        "ix_pipeline_executions_live",
+        "status",
+        "updated_at",
+        postgresql_where=sa.text("status IN ('pending', 'running', 'retrying')"),
+    ),
+)

@@ -1,0 +1,60 @@
+"""Pipelines by name. Built-ins register on load; others come from RUNWAY_PIPELINES modules."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from app.errors import InvalidInput, PermanentError
+from app.pipelines.context import RunContext
+
+Pipeline = Callable[[RunContext], Mapping[str, Any] | None]
+
+BUILTIN_MODULES = ("app.pipelines.builtin", "app.pipelines.demo_report")
+
+_pipelines: dict[str, Pipeline] = {}
+
+
+def register(name: str, function: Pipeline) -> Pipeline:
+    existing = _pipelines.get(name)
+    if existing is not None and existing is not function:
+        raise ValueError(f"pipeline {name!r} is already registered by {existing.__module__}")
+    _pipelines[name] = function
+    return function
+
+
+def pipeline(name: str) -> Callable[[Pipeline], Pipeline]:
+    """Decorator: `@pipeline("acme.digest")` registers the function under that name."""
+
+    def decorate(function: Pipeline) -> Pipeline:
+        return register(name, function)
+
+    return decorate
+
+
+def load(modules: Iterable[str] = ()) -> None:
+    """Import the built-ins and the given plug-in modules (each registers its pipelines)."""
+    for module in (*BUILTIN_MODULES, *modules):
+        importlib.import_module(module)
+
+
+def names() -> list[str]:
+    return sorted(_pipelines)
+
+
+def require(name: str) -> None:
+    """Validate a stream's pipeline name (HTTP 422 naming the field when unknown)."""
+    if name not in _pipelines:
+        known = ", ".join(names()) or "none"
+        raise InvalidInput("pipeline", f"unknown pipeline {name!r}; registered: {known}")
+
+
+def get(name: str) -> Pipeline:
+    """The pipeline to execute; a worker that lacks it fails the run for good."""
+    try:
+        return _pipelines[name]
+    except KeyError:
+        raise PermanentError(
+            f"pipeline {name!r} is not registered in this worker (check RUNWAY_PIPELINES)"
+        ) from None

@@ -1,0 +1,80 @@
+"""Runway's settings: the one place that reads the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/runway"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    """Every process (api, worker, beat) builds the same object from the same environment."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias=_env("DATABASE_URL"))
+    redis_url: str = Field(DEFAULT_REDIS_URL, validation_alias=_env("REDIS_URL"))
+    redbeat_redis_url: str | None = Field(None, validation_alias=_env("REDBEAT_REDIS_URL"))
+
+    max_concurrent_jobs: int = Field(2, ge=1, validation_alias=_env("RUNWAY_MAX_CONCURRENT_JOBS"))
+    heartbeat_seconds: float = Field(10, ge=1, validation_alias=_env("RUNWAY_HEARTBEAT_SECONDS"))
+    lease_seconds: float = Field(60, ge=1, validation_alias=_env("RUNWAY_LEASE_SECONDS"))
+    sweep_seconds: float = Field(10, ge=1, validation_alias=_env("RUNWAY_SWEEP_SECONDS"))
+    tick_seconds: float = Field(1, ge=0.1, validation_alias=_env("RUNWAY_TICK_SECONDS"))
+    max_attempts: int = Field(3, ge=1, le=100, validation_alias=_env("RUNWAY_MAX_ATTEMPTS"))
+    retry_base_seconds: float = Field(5, ge=0, validation_alias=_env("RUNWAY_RETRY_BASE_SECONDS"))
+    retry_max_seconds: float = Field(600, ge=1, validation_alias=_env("RUNWAY_RETRY_MAX_SECONDS"))
+    cancel_grace_seconds: float = Field(
+        30, ge=1, validation_alias=_env("RUNWAY_CANCEL_GRACE_SECONDS")
+    )
+    run_time_limit_seconds: float = Field(
+        3600, ge=1, validation_alias=_env("RUNWAY_RUN_TIME_LIMIT_SECONDS")
+    )
+    pipelines: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("RUNWAY_PIPELINES")
+    )
+    log_format: Literal["json", "console"] = Field(
+        "json", validation_alias=_env("RUNWAY_LOG_FORMAT")
+    )
+    log_level: str = Field("INFO", validation_alias=_env("RUNWAY_LOG_LEVEL"))
+    queue_prefix: str = Field("runway", validation_alias=_env("RUNWAY_QUEUE_PREFIX"))
+    max_body_bytes: int = Field(1_048_576, ge=1024, validation_alias=_env("RUNWAY_MAX_BODY_BYTES"))
+    flower_basic_auth: str | None = Field(None, validation_alias=_env("FLOWER_BASIC_AUTH"))
+
+    @field_validator("pipelines", mode="before")
+    @classmethod
+    def _split_modules(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def beat_redis_url(self) -> str:
+        return self.redbeat_redis_url or self.redis_url
+
+    @property
+    def runs_queue(self) -> str:
+        return f"{self.queue_prefix}.runs"
+
+    @property
+    def control_queue(self) -> str:
+        return f"{self.queue_prefix}.control"
+
+    @property
+    def broker_visibility_timeout(self) -> float:
+        """Longer than any run may take, so a healthy long run is not delivered twice."""
+        return max(self.run_time_limit_seconds, self.retry_max_seconds) + 600
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,103 @@
+"""Research streams: create, change, delete, read. One transaction per call."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy.engine import Connection, Row
+
+from app import db
+from app.errors import NotFound
+from app.pipelines import registry
+from app.schedules import config as schedules
+from app.streams import store
+
+UPCOMING = 5
+
+
+@dataclass(frozen=True)
+class Stream:
+    row: Row[Any]
+    upcoming: list[datetime]
+
+
+def create(workspace_id: UUID, fields: Mapping[str, Any]) -> Stream:
+    registry.require(fields["pipeline"])
+    values = {"workspace_id": workspace_id, **fields, **_schedule(fields.get("schedule_config"))}
+    with db.unit_of_work() as conn:
+        return _with_upcoming(store.insert(conn, values))
+
+
+def update(workspace_id: UUID, stream_id: UUID, changes: Mapping[str, Any]) -> Stream:
+    """Apply a PATCH. A schedule_config object is merged into the current one, then validated;
+    any schedule change recomputes `next_scheduled_run` at once."""
+    if "pipeline" in changes:
+        registry.require(changes["pipeline"])
+    with db.unit_of_work() as conn:
+        current = _get(conn, workspace_id, stream_id, for_update=True)
+        values = dict(changes)
+        if "schedule_config" in changes:
+            values.update(_reschedule(current, changes["schedule_config"]))
+        return _with_upcoming(store.update(conn, stream_id, values))
+
+
+def get(workspace_id: UUID, stream_id: UUID) -> Stream:
+    with db.unit_of_work() as conn:
+        return _with_upcoming(_get(conn, workspace_id, stream_id))
+
+
+def list_all(workspace_id: UUID, limit: int, offset: int) -> list[Stream]:
+    with db.unit_of_work() as conn:
+        return [_with_upcoming(row) for row in store.list_for(conn, workspace_id, limit, offset)]
+
+
+def delete(workspace_id: UUID, stream_id: UUID) -> None:
+    with db.unit_of_work() as conn:
+        if not store.delete(conn, stream_id, workspace_id):
+            raise NotFound("stream", stream_id)
+
+
+def ticks(workspace_id: UUID, stream_id: UUID, limit: int) -> Sequence[Row[Any]]:
+    with db.unit_of_work() as conn:
+        _get(conn, workspace_id, stream_id)
+        return store.recent_ticks(conn, stream_id, limit)
+
+
+def _get(
+    conn: Connection, workspace_id: UUID, stream_id: UUID, for_update: bool = False
+) -> Row[Any]:
+    row = store.get(conn, stream_id, workspace_id, for_update=for_update)
+    if row is None:
+        raise NotFound("stream", stream_id)
+    return row
+
+
+def _schedule(raw: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Validated config and the first fire time it implies (none while disabled)."""
+    if raw is None:
+        return {"schedule_config": None, "next_scheduled_run": None}
+    config = schedules.parse(dict(raw))
+    first = config.next_after(schedules.now()) if config.enabled else None
+    return {"schedule_config": config.model_dump(), "next_scheduled_run": first}
+
+
+def _reschedule(current: Row[Any], patch: Mapping[str, Any] | None) -> dict[str, Any]:
+    if patch is None:
+        return {**_schedule(None), "paused_reason": None}
+    merged = {**(current.schedule_config or {}), **patch}
+    values = _schedule(merged)
+    if values["schedule_config"]["enabled"]:
+        values["paused_reason"] = None
+    return values
+
+
+def _with_upcoming(row: Row[Any]) -> Stream:
+    first = row.next_scheduled_run
+    if first is None or row.schedule_config is None:
+        return Stream(row, [])
+    config = schedules.ScheduleConfig.model_validate(row.schedule_config)
+    return Stream(row, [first, *config.upcoming(first, UPCOMING - 1, anchor=first)])

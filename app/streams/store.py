@@ -1,0 +1,75 @@
+"""Every SQL statement about streams and their ticks; nothing commits."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from app.models import research_streams as streams
+from app.models import schedule_ticks as ticks
+
+COLUMNS = (*streams.c,)
+
+
+def insert(conn: Connection, values: Mapping[str, Any]) -> Row[Any]:
+    return conn.execute(sa.insert(streams).values(**values).returning(*COLUMNS)).one()
+
+
+def get(
+    conn: Connection, stream_id: UUID, workspace_id: UUID, *, for_update: bool = False
+) -> Row[Any] | None:
+    statement = sa.select(*COLUMNS).where(
+        streams.c.id == stream_id, streams.c.workspace_id == workspace_id
+    )
+    if for_update:
+        statement = statement.with_for_update()
+    return conn.execute(statement).first()
+
+
+def find_by_name(conn: Connection, workspace_id: UUID, name: str) -> Row[Any] | None:
+    statement = sa.select(*COLUMNS).where(
+        streams.c.workspace_id == workspace_id, streams.c.name == name
+    )
+    return conn.execute(statement.limit(1)).first()
+
+
+def list_for(conn: Connection, workspace_id: UUID, limit: int, offset: int) -> Sequence[Row[Any]]:
+    statement = (
+        sa.select(*COLUMNS)
+        .where(streams.c.workspace_id == workspace_id)
+        .order_by(streams.c.created_at, streams.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return conn.execute(statement).all()
+
+
+def update(conn: Connection, stream_id: UUID, values: Mapping[str, Any]) -> Row[Any]:
+    statement = (
+        sa.update(streams)
+        .where(streams.c.id == stream_id)
+        .values(updated_at=sa.func.now(), **values)
+        .returning(*COLUMNS)
+    )
+    return conn.execute(statement).one()
+
+
+def delete(conn: Connection, stream_id: UUID, workspace_id: UUID) -> bool:
+    statement = sa.delete(streams).where(
+        streams.c.id == stream_id, streams.c.workspace_id == workspace_id
+    )
+    return conn.execute(statement).rowcount > 0
+
+
+def recent_ticks(conn: Connection, stream_id: UUID, limit: int) -> Sequence[Row[Any]]:
+    statement = (
+        sa.select(*ticks.c)
+        .where(ticks.c.stream_id == stream_id)
+        .order_by(ticks.c.scheduled_for.desc())
+        .limit(limit)
+    )
+    return conn.execute(statement).all()

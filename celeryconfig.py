@@ -1,0 +1,60 @@
+"""Celery and RedBeat settings, all derived from app.settings (see ../README.md: Configuration).
+
+Choices follow how Celery and Redis behave under faults: late acks with reject-on-worker-lost
+so a killed task comes back, prefetch 1 so a long run never hides another behind it, JSON only,
+no result backend (Postgres is the status store), and a visibility timeout longer than any run.
+"""
+
+from kombu import Queue
+
+from app.settings import get_settings
+
+_settings = get_settings()
+
+broker_url = _settings.redis_url
+broker_connection_retry_on_startup = True
+broker_transport_options = {
+    "visibility_timeout": _settings.broker_visibility_timeout,
+    "socket_timeout": 10,
+    "socket_connect_timeout": 5,
+    "socket_keepalive": True,
+    "health_check_interval": 25,
+}
+# Keep in-flight runs running when Redis blips; their rows decide what happens next.
+worker_cancel_long_running_tasks_on_connection_loss = False
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+result_accept_content = ["json"]
+result_backend = None
+task_ignore_result = True
+
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+worker_concurrency = _settings.max_concurrent_jobs
+task_soft_time_limit = _settings.run_time_limit_seconds
+task_time_limit = _settings.run_time_limit_seconds + _settings.cancel_grace_seconds
+
+task_default_queue = _settings.runs_queue
+task_queues = (Queue(_settings.runs_queue), Queue(_settings.control_queue))
+task_routes = {
+    "runway.runs.*": {"queue": _settings.runs_queue},
+    "runway.housekeeping.*": {"queue": _settings.control_queue},
+}
+imports = ("tasks.runs", "tasks.housekeeping")
+
+# Flower sees task details only when workers send events.
+worker_send_task_events = True
+task_send_sent_event = True
+worker_hijack_root_logger = False
+
+timezone = "UTC"
+enable_utc = True
+
+beat_scheduler = "app.schedules.beat:RunwayScheduler"
+beat_max_loop_interval = 5
+redbeat_redis_url = _settings.beat_redis_url
+redbeat_key_prefix = f"{_settings.queue_prefix}:redbeat"
+redbeat_lock_timeout = 30

@@ -1,0 +1,1 @@
+"""Celery task functions: thin entry points into app/."""

@@ -1,0 +1,1 @@
+"""Housekeeping tasks, run from beat's schedule on the control queue."""

@@ -1,0 +1,177 @@
+"""The /runs endpoints: auth, idempotency, listing, cancel and retry."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import uuid4
+
+from fastapi.testclient import TestClient
+
+from app import workspaces
+from tests.fixtures.services import run_row, unpublished_run, wait_for_status
+
+
+def test_requests_without_a_valid_key_get_401(api: TestClient, make_stream: Any) -> None:
+    stream = make_stream()
+    assert api.post("/runs", json={"stream_id": stream["id"]}).status_code == 401
+    wrong = {"Authorization": "Bearer rw_not-a-key"}
+    response = api.get("/streams", headers=wrong)
+    assert response.status_code == 401
+    assert response.json() == {"detail": "invalid or revoked API key"}
+    assert api.get("/health").status_code == 200
+
+
+def test_same_idempotency_key_gives_one_run(
+    api: TestClient, auth: dict[str, str], make_stream: Any
+) -> None:
+    stream = make_stream()
+    headers = {**auth, "Idempotency-Key": "order-42"}
+    first = api.post("/runs", json={"stream_id": stream["id"]}, headers=headers)
+    second = api.post("/runs", json={"stream_id": stream["id"]}, headers=headers)
+
+    assert (first.status_code, second.status_code) == (202, 200)
+    assert first.json()["id"] == second.json()["id"]
+    listed = api.get("/runs", params={"stream_id": stream["id"]}, headers=auth).json()
+    assert len(listed["items"]) == 1
+
+
+def test_idempotency_key_reused_for_another_stream_is_a_conflict(
+    api: TestClient, auth: dict[str, str], make_stream: Any
+) -> None:
+    headers = {**auth, "Idempotency-Key": "k1"}
+    assert (
+        api.post("/runs", json={"stream_id": make_stream()["id"]}, headers=headers).status_code
+        == 202
+    )
+    response = api.post("/runs", json={"stream_id": make_stream()["id"]}, headers=headers)
+    assert response.status_code == 409
+
+
+def test_bad_run_requests_get_422_naming_the_field(
+    api: TestClient, auth: dict[str, str], make_stream: Any
+) -> None:
+    stream = make_stream()
+    cases = [
+        ({"stream_id": "not-a-uuid"}, ["body", "stream_id"]),
+        ({"stream_id": stream["id"], "run_type": "scheduled"}, ["body", "run_type"]),
+        ({"stream_id": stream["id"], "params": [1, 2]}, ["body", "params"]),
+        ({"stream_id": stream["id"], "surprise": 1}, ["body", "surprise"]),
+    ]
+    for body, location in cases:
+        response = api.post("/runs", json=body, headers=auth)
+        assert response.status_code == 422, body
+        assert response.json()["detail"][0]["loc"] == location
+    response = api.post("/runs", content=b"{not json", headers=auth)
+    assert response.status_code == 422
+
+
+def test_unknown_stream_is_404(api: TestClient, auth: dict[str, str]) -> None:
+    response = api.post("/runs", json={"stream_id": str(uuid4())}, headers=auth)
+    assert response.status_code == 404
+    assert "not found" in response.json()["detail"]
+
+
+def test_workspaces_never_see_each_others_runs_or_streams(
+    api: TestClient, auth: dict[str, str], make_stream: Any
+) -> None:
+    stream = make_stream()
+    run = api.post("/runs", json={"stream_id": stream["id"]}, headers=auth).json()
+    other = {"Authorization": f"Bearer {workspaces.create_key('globex')[1]}"}
+
+    assert api.get(f"/runs/{run['id']}", headers=other).status_code == 404
+    assert api.delete(f"/runs/{run['id']}", headers=other).status_code == 404
+    assert api.post(f"/runs/{run['id']}/retry", headers=other).status_code == 404
+    assert api.get(f"/streams/{stream['id']}", headers=other).status_code == 404
+    assert (
+        api.patch(f"/streams/{stream['id']}", json={"name": "x"}, headers=other).status_code == 404
+    )
+    assert api.delete(f"/streams/{stream['id']}", headers=other).status_code == 404
+    assert api.post("/runs", json={"stream_id": stream["id"]}, headers=other).status_code == 404
+    assert api.get("/runs", headers=other).json()["items"] == []
+    assert api.get("/streams", headers=other).json() == []
+    assert run_row(run["id"]).status == "pending"
+
+
+def test_cancel_of_waiting_run_without_worker(
+    api: TestClient, auth: dict[str, str], make_stream: Any
+) -> None:
+    run_id = unpublished_run(make_stream()["id"])
+    response = api.delete(f"/runs/{run_id}", headers=auth)
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled"
+    row = run_row(run_id)
+    assert row.completed_at is not None and row.cancel_requested_at is not None
+    again = api.delete(f"/runs/{run_id}", headers=auth)
+    assert again.status_code == 409
+    assert "already cancelled" in again.json()["detail"]
+
+
+def test_retry_makes_a_new_run_pointing_at_the_old(
+    api: TestClient, auth: dict[str, str], make_stream: Any, worker: Any
+) -> None:
+    stream = make_stream("builtin.fail")
+    failed = api.post("/runs", json={"stream_id": stream["id"]}, headers=auth).json()
+    wait_for_status(failed["id"], "failed")
+
+    response = api.post(f"/runs/{failed['id']}/retry", headers=auth)
+    assert response.status_code == 202
+    retried = response.json()
+    assert retried["retry_of"] == failed["id"]
+    assert retried["id"] != failed["id"]
+    assert retried["attempt"] == 0
+    wait_for_status(retried["id"], "failed")
+
+
+def test_only_failed_or_cancelled_runs_can_be_retried(
+    api: TestClient, auth: dict[str, str], make_stream: Any, worker: Any
+) -> None:
+    run = api.post("/runs", json={"stream_id": make_stream()["id"]}, headers=auth).json()
+    wait_for_status(run["id"], "completed")
+    response = api.post(f"/runs/{run['id']}/retry", headers=auth)
+    assert response.status_code == 409
+
+
+def test_list_runs_newest_first_with_cursor_and_filters(
+    api: TestClient, auth: dict[str, str], make_stream: Any
+) -> None:
+    first, second = make_stream(), make_stream()
+    made = [
+        api.post(
+            "/runs", json={"stream_id": stream["id"], "run_type": run_type}, headers=auth
+        ).json()
+        for stream, run_type in [(first, "manual"), (second, "test"), (first, "test")] * 2
+    ]
+    newest_first = [run["id"] for run in reversed(made)]
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 4, **({"cursor": cursor} if cursor else {})}
+        page = api.get("/runs", params=params, headers=auth).json()
+        seen += [run["id"] for run in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == newest_first
+
+    only = api.get("/runs", params={"stream_id": first["id"], "run_type": "test"}, headers=auth)
+    assert [run["id"] for run in only.json()["items"]] == [made[5]["id"], made[2]["id"]]
+
+
+def test_list_runs_rejects_bad_filters(api: TestClient, auth: dict[str, str]) -> None:
+    for params, field in [
+        ({"status": "sleeping"}, "status"),
+        ({"limit": 0}, "limit"),
+        ({"cursor": "garbage!"}, "cursor"),
+        ({"run_type": "cron"}, "run_type"),
+    ]:
+        response = api.get("/runs", params=params, headers=auth)
+        assert response.status_code == 422, params
+        assert response.json()["detail"][0]["loc"] == ["query", field]
+
+
+def test_oversized_body_is_413(api: TestClient, auth: dict[str, str], make_stream: Any) -> None:
+    stream = make_stream()
+    body = {"stream_id": stream["id"], "params": {"blob": "x" * 2_000_000}}
+    response = api.post("/runs", json=body, headers=auth)
+    assert response.status_code == 413

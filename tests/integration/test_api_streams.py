@@ -1,0 +1,193 @@
+"""The /streams endpoints: validation, schedules shown and changed, deletion."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.fixtures.services import run_row, unpublished_run
+
+
+def _time(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def test_create_stream_with_cron_shows_next_run_and_upcoming(
+    api: TestClient, auth: dict[str, str]
+) -> None:
+    body = {
+        "name": "weekly digest",
+        "pipeline": "demo.report",
+        "params": {"query": "crispr"},
+        "schedule_config": {"cron": "0 6 * * 1", "timezone": "Europe/Berlin"},
+    }
+    created = api.post("/streams", json=body, headers=auth)
+    assert created.status_code == 201, created.text
+    stream = created.json()
+    assert stream["schedule_config"] == {
+        "enabled": True,
+        "cron": "0 6 * * 1",
+        "interval_seconds": None,
+        "timezone": "Europe/Berlin",
+        "overlap": "skip",
+        "misfire": "run_once",
+        "pause_after_failures": None,
+    }
+    upcoming = [_time(value) for value in stream["upcoming"]]
+    assert len(upcoming) == 5
+    assert upcoming[0] == _time(stream["next_scheduled_run"])
+    for when in upcoming:
+        local = when.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Berlin"))
+        assert (local.weekday(), local.hour, local.minute) == (0, 6, 0)
+    assert all(b - a == timedelta(days=7) for a, b in zip(upcoming, upcoming[1:], strict=False))
+    assert (
+        api.get(f"/streams/{stream['id']}", headers=auth).json()["upcoming"] == stream["upcoming"]
+    )
+
+
+def test_interval_stream_upcoming_is_evenly_spaced(api: TestClient, auth: dict[str, str]) -> None:
+    body = {"name": "s", "pipeline": "builtin.noop", "schedule_config": {"interval_seconds": 90}}
+    stream = api.post("/streams", json=body, headers=auth).json()
+    upcoming = [_time(value) for value in stream["upcoming"]]
+    assert [b - a for a, b in zip(upcoming, upcoming[1:], strict=False)] == [
+        timedelta(seconds=90)
+    ] * 4
+
+
+def test_bad_streams_get_422_naming_the_field(api: TestClient, auth: dict[str, str]) -> None:
+    base = {"name": "s", "pipeline": "builtin.noop"}
+    cases = [
+        ({**base, "pipeline": "acme.nope"}, ["body", "pipeline"], "unknown pipeline"),
+        (
+            {**base, "schedule_config": {"cron": "0 25 * * *"}},
+            ["body", "schedule_config", "cron"],
+            "0-23",
+        ),
+        (
+            {**base, "schedule_config": {"cron": "* * *"}},
+            ["body", "schedule_config", "cron"],
+            "5 fields",
+        ),
+        (
+            {**base, "schedule_config": {"cron": "0 6 * * *", "timezone": "Mars/Olympus"}},
+            ["body", "schedule_config", "timezone"],
+            "Mars/Olympus",
+        ),
+        (
+            {**base, "schedule_config": {"cron": "0 6 * * *", "interval_seconds": 60}},
+            ["body", "schedule_config"],
+            "exactly one",
+        ),
+        ({**base, "schedule_config": {}}, ["body", "schedule_config"], "exactly one"),
+        (
+            {**base, "schedule_config": {"interval_seconds": 0}},
+            ["body", "schedule_config", "interval_seconds"],
+            "",
+        ),
+        (
+            {**base, "schedule_config": {"interval_seconds": 60, "overlap": "maybe"}},
+            ["body", "schedule_config", "overlap"],
+            "",
+        ),
+        ({**base, "name": ""}, ["body", "name"], ""),
+    ]
+    for body, location, words in cases:
+        response = api.post("/streams", json=body, headers=auth)
+        assert response.status_code == 422, body
+        error = response.json()["detail"][0]
+        assert error["loc"] == location, (body, error)
+        assert words in error["msg"], (body, error)
+    assert api.get("/streams", headers=auth).json() == []
+
+
+def test_patch_changes_schedule_at_once_and_merges(
+    api: TestClient, auth: dict[str, str], make_stream: Any
+) -> None:
+    stream = make_stream(schedule_config={"interval_seconds": 3600})
+    first_next = _time(stream["next_scheduled_run"])
+
+    faster = api.patch(
+        f"/streams/{stream['id']}", json={"schedule_config": {"interval_seconds": 60}}, headers=auth
+    ).json()
+    assert _time(faster["next_scheduled_run"]) < first_next - timedelta(minutes=50)
+    assert faster["schedule_config"]["overlap"] == "skip"
+
+    paused = api.patch(
+        f"/streams/{stream['id']}", json={"schedule_config": {"enabled": False}}, headers=auth
+    ).json()
+    assert paused["next_scheduled_run"] is None
+    assert paused["upcoming"] == []
+    assert paused["schedule_config"]["interval_seconds"] == 60
+
+    to_cron = api.patch(
+        f"/streams/{stream['id']}",
+        json={"schedule_config": {"enabled": True, "cron": "30 * * * *", "interval_seconds": None}},
+        headers=auth,
+    ).json()
+    assert _time(to_cron["next_scheduled_run"]).minute == 30
+
+    bad = api.patch(
+        f"/streams/{stream['id']}", json={"schedule_config": {"cron": "nope"}}, headers=auth
+    )
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["body", "schedule_config", "cron"]
+    unchanged = api.get(f"/streams/{stream['id']}", headers=auth).json()
+    assert unchanged["schedule_config"]["cron"] == "30 * * * *"
+
+
+def test_patch_name_pipeline_and_params(
+    api: TestClient, auth: dict[str, str], make_stream: Any
+) -> None:
+    stream = make_stream()
+    changed = api.patch(
+        f"/streams/{stream['id']}",
+        json={"name": "renamed", "pipeline": "builtin.sleep", "params": {"seconds": 1}},
+        headers=auth,
+    )
+    assert changed.status_code == 200
+    assert (changed.json()["name"], changed.json()["pipeline"]) == ("renamed", "builtin.sleep")
+    assert changed.json()["params"] == {"seconds": 1}
+    bad = api.patch(f"/streams/{stream['id']}", json={"pipeline": "nope"}, headers=auth)
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["body", "pipeline"]
+
+
+def test_delete_stream_keeps_its_runs(
+    api: TestClient, auth: dict[str, str], make_stream: Any
+) -> None:
+    stream = make_stream()
+    run_id = unpublished_run(stream["id"])
+    assert api.delete(f"/streams/{stream['id']}", headers=auth).status_code == 204
+    assert api.get(f"/streams/{stream['id']}", headers=auth).status_code == 404
+    assert api.delete(f"/streams/{stream['id']}", headers=auth).status_code == 404
+    assert run_row(run_id) is not None
+    assert api.get(f"/runs/{run_id}", headers=auth).json()["stream_id"] == stream["id"]
+
+
+def test_new_stream_has_no_ticks(api: TestClient, auth: dict[str, str], make_stream: Any) -> None:
+    stream = make_stream(schedule_config={"interval_seconds": 60})
+    response = api.get(f"/streams/{stream['id']}/ticks", headers=auth)
+    assert response.status_code == 200
+    assert response.json() == []
+
+
+def test_health_reports_database_and_broker(api: TestClient) -> None:
+    response = api.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+
+
+def test_openapi_describes_every_endpoint(api: TestClient) -> None:
+    paths = api.get("/openapi.json").json()["paths"]
+    assert {
+        "/streams",
+        "/streams/{stream_id}",
+        "/streams/{stream_id}/ticks",
+        "/runs",
+        "/runs/{run_id}",
+        "/runs/{run_id}/retry",
+        "/health",
+    } <= set(paths)
+    assert api.get("/docs").status_code == 200
