@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi.testclient import TestClient
 
@@ -39,9 +41,9 @@ def test_create_stream_with_cron_shows_next_run_and_upcoming(
     assert len(upcoming) == 5
     assert upcoming[0] == _time(stream["next_scheduled_run"])
     for when in upcoming:
-        local = when.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Berlin"))
+        local = when.astimezone(ZoneInfo("Europe/Berlin"))
         assert (local.weekday(), local.hour, local.minute) == (0, 6, 0)
-    assert all(b - a == timedelta(days=7) for a, b in zip(upcoming, upcoming[1:], strict=False))
+    assert all(b - a == timedelta(days=7) for a, b in itertools.pairwise(upcoming))
     assert (
         api.get(f"/streams/{stream['id']}", headers=auth).json()["upcoming"] == stream["upcoming"]
     )
@@ -51,9 +53,7 @@ def test_interval_stream_upcoming_is_evenly_spaced(api: TestClient, auth: dict[s
     body = {"name": "s", "pipeline": "builtin.noop", "schedule_config": {"interval_seconds": 90}}
     stream = api.post("/streams", json=body, headers=auth).json()
     upcoming = [_time(value) for value in stream["upcoming"]]
-    assert [b - a for a, b in zip(upcoming, upcoming[1:], strict=False)] == [
-        timedelta(seconds=90)
-    ] * 4
+    assert [b - a for a, b in itertools.pairwise(upcoming)] == [timedelta(seconds=90)] * 4
 
 
 def test_bad_streams_get_422_naming_the_field(api: TestClient, auth: dict[str, str]) -> None:

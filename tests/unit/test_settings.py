@@ -64,7 +64,7 @@ def test_environment_overrides(clean_env: pytest.MonkeyPatch) -> None:
 
 def test_nonsense_is_refused(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("RUNWAY_LOG_FORMAT", "xml")
-    with pytest.raises(ValidationError, match="log_format"):
+    with pytest.raises(ValidationError, match="RUNWAY_LOG_FORMAT"):
         Settings()
 
 
