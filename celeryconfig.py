@@ -45,9 +45,8 @@ task_routes = {
 }
 imports = ("tasks.runs", "tasks.housekeeping")
 
-# Flower sees task details only when workers send events.
-worker_send_task_events = True
-task_send_sent_event = True
+# Task events stay off unless someone watches: Flower turns them on in the workers it
+# monitors (its enable_events option, on by default); `celery worker -E` does it by hand.
 worker_hijack_root_logger = False
 
 timezone = "UTC"

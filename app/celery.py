@@ -15,9 +15,9 @@ app.config_from_object("celeryconfig")
 
 
 @signals.setup_logging.connect
-def _setup_logging(**_: Any) -> None:
+def _setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
     settings = get_settings()
-    logs.configure(settings.log_format, settings.log_level)
+    logs.configure(settings.log_format, loglevel or settings.log_level)
 
 
 @signals.worker_init.connect

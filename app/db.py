@@ -7,7 +7,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
@@ -17,6 +19,7 @@ from app.settings import get_settings
 @dataclass
 class _ProcessEngine:
     engine: Engine | None = None
+    autocommit: Engine | None = None
     pid: int | None = None
     url: str | None = None
 
@@ -31,21 +34,33 @@ def init(url: str | None = None) -> Engine:
     with _lock:
         if _current.engine is not None and (_current.pid, _current.url) == (os.getpid(), url):
             return _current.engine
-        if _current.engine is not None:
-            # In a forked child the pool's sockets belong to the parent: forget, never close.
-            _current.engine.dispose(close=_current.pid == os.getpid())
+        _forget(close=_current.pid == os.getpid())
         _current.engine, _current.pid, _current.url = create_engine(url), os.getpid(), url
+        # Autocommit and no reset on return: nothing is ever left open on these connections.
+        _current.autocommit = create_engine(
+            url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None
+        )
         return _current.engine
 
 
-def create_engine(url: str) -> Engine:
+def _forget(close: bool) -> None:
+    """Drop this process's engines; in a forked child the sockets are the parent's: never close."""
+    for engine_ in (_current.engine, _current.autocommit):
+        if engine_ is not None:
+            engine_.dispose(close=close)
+    _current.engine = _current.autocommit = None
+
+
+def create_engine(url: str, **options: Any) -> Engine:
     return sa.create_engine(
         url,
         pool_size=5,
         max_overflow=10,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per checkout on the hot path. A connection broken
+        # by a Postgres restart fails once and is discarded (see hot_connection too).
         pool_recycle=1800,
         connect_args={"connect_timeout": 5, "application_name": "runway"},
+        **options,
     )
 
 
@@ -59,9 +74,7 @@ def engine() -> Engine:
 
 def dispose() -> None:
     with _lock:
-        if _current.engine is not None and _current.pid == os.getpid():
-            _current.engine.dispose()
-        _current.engine = None
+        _forget(close=_current.pid == os.getpid())
 
 
 @contextmanager
@@ -69,3 +82,23 @@ def unit_of_work() -> Iterator[Connection]:
     """One transaction: commits when the block ends, rolls back if it raises."""
     with engine().begin() as connection:
         yield connection
+
+
+@contextmanager
+def hot_connection() -> Iterator[psycopg.Connection[Any]]:
+    """A raw psycopg connection in autocommit, for the run hot path (claim, heartbeat, finish).
+
+    Each of those writes is one conditional UPDATE, so each is its own durable transaction:
+    one round trip instead of three (BEGIN, statement, COMMIT), and no ORM layer in between.
+    A connection that fails is invalidated so the pool never hands it out again.
+    """
+    engine()
+    assert _current.autocommit is not None
+    with _current.autocommit.connect() as connection:
+        raw = connection.connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        try:
+            yield raw
+        except psycopg.OperationalError:
+            connection.invalidate()
+            raise

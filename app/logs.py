@@ -11,7 +11,7 @@ CONSOLE_FORMAT = "%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(messag
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(processName)s %(message)s"
 
 
-def configure(fmt: str, level: str = "INFO") -> None:
+def configure(fmt: str, level: int | str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter(JSON_FIELDS, rename_fields={"levelname": "level"}))
@@ -19,4 +19,4 @@ def configure(fmt: str, level: str = "INFO") -> None:
         handler.setFormatter(logging.Formatter(CONSOLE_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(level.upper() if isinstance(level, str) else level)

@@ -1,18 +1,24 @@
-"""One attempt of a run: claim the row, run the pipeline, write how it ended. Nothing else."""
+"""One attempt of a run: claim the row, run the pipeline, write how it ended. Nothing else.
+
+Three writes on the hot path, each one conditional UPDATE in autocommit: the claim (which
+returns all the attempt needs), heartbeats (batched per process, only for long runs), and
+the final write. The final write is retried while Postgres is unreachable, so a database
+restart near the end of a long run does not throw the run's work away.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
+import psycopg
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy.engine import Row
-from sqlalchemy.exc import SQLAlchemyError
 
 from app import db
 from app.errors import Cancelled, PermanentError
@@ -25,6 +31,10 @@ from app.settings import get_settings
 from app.states import RunStatus
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Seconds to wait between tries of a hot-path write while Postgres is unreachable.
+DATABASE_RETRY_DELAYS = (0.2, 0.5, 1, 2, 4, 8)
 
 
 @cache
@@ -40,16 +50,14 @@ def retry_policy() -> RetryPolicy:
 
 def execute(run_id: UUID, worker: str) -> RunStatus | None:
     """Run one attempt. Returns how it ended, or None when the run was not ours to run."""
-    with db.unit_of_work() as conn:
-        claimed = store.claim(conn, run_id, worker)
+    claimed = _with_database(lambda conn: store.claim(conn, run_id, worker))
     if claimed is None:
         log.info("run %s not claimable (duplicate delivery, cancelled or finished)", run_id)
         return None
     context = _context(claimed)
     with heartbeats().track(run_id, claimed.attempt, context.cancel_event):
         outcome = attempt(context)
-    with db.unit_of_work() as conn:
-        status = store.finish(conn, run_id, claimed.attempt, outcome)
+    status = _with_database(lambda conn: store.finish(conn, run_id, claimed.attempt, outcome))
     if status is RunStatus.RETRYING:
         dispatch.publish(run_id, countdown=outcome.retry_in)
     log.info("run %s attempt %s ended %s", run_id, claimed.attempt, status or "stale")
@@ -76,6 +84,24 @@ def attempt(context: RunContext) -> Outcome:
     return retry_policy().decide(error, error_type, context.attempt, context.max_attempts)
 
 
+def _with_database(write: Callable[[store.HotConnection], T]) -> T:
+    """Run a hot-path write, trying again with a fresh connection while Postgres is away.
+
+    Safe because every write is conditional: one that did commit before its answer was lost
+    finds the row already moved on and returns None.
+    """
+    for delay in (*DATABASE_RETRY_DELAYS, None):
+        try:
+            with db.hot_connection() as conn:
+                return write(conn)
+        except psycopg.OperationalError as error:
+            if delay is None:
+                raise
+            log.warning("database unavailable, trying again in %ss: %s", delay, error)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
 def _as_result(result: Mapping[str, Any] | None) -> dict[str, Any]:
     value = dict(result or {})
     try:
@@ -85,8 +111,12 @@ def _as_result(result: Mapping[str, Any] | None) -> dict[str, Any]:
     return value
 
 
-def _context(claimed: Row[Any]) -> RunContext:
+def _context(claimed: store.Claimed) -> RunContext:
     cancel_event = threading.Event()
+
+    def report(percent: float, message: str) -> None:
+        _progress(claimed, percent, message, cancel_event)
+
     return RunContext(
         run_id=claimed.id,
         pipeline=claimed.pipeline,
@@ -96,23 +126,20 @@ def _context(claimed: Row[Any]) -> RunContext:
         stream_id=claimed.stream_id,
         stream_name=claimed.stream_name,
         params=dict(claimed.params),
-        report_progress=lambda percent, message: _progress(
-            claimed.id, claimed.attempt, percent, message, cancel_event
-        ),
+        report_progress=report,
         cancel_event=cancel_event,
     )
 
 
 def _progress(
-    run_id: UUID, attempt_no: int, percent: float, message: str, cancel_event: threading.Event
+    claimed: store.Claimed, percent: float, message: str, cancel_event: threading.Event
 ) -> None:
+    progress = {"percent": round(percent, 2), "message": message}
     try:
-        with db.unit_of_work() as conn:
-            cancel = store.set_progress(
-                conn, run_id, attempt_no, {"percent": round(percent, 2), "message": message}
-            )
-    except SQLAlchemyError as error:
-        log.warning("progress of run %s not recorded: %s", run_id, error)
+        with db.hot_connection() as conn:
+            cancel = store.set_progress(conn, claimed.id, claimed.attempt, progress)
+    except psycopg.OperationalError as error:
+        log.warning("progress of run %s not recorded: %s", claimed.id, error)
         return
     if cancel is None or cancel:
         cancel_event.set()

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from uuid import UUID
 
-from sqlalchemy.exc import SQLAlchemyError
+import psycopg
 
 from app import db
 from app.runs import store
@@ -55,9 +55,9 @@ class Heartbeats:
         if not beats:
             return
         try:
-            with db.unit_of_work() as conn:
+            with db.hot_connection() as conn:
                 answers = store.heartbeat(conn, beats)
-        except SQLAlchemyError as error:
+        except psycopg.Error as error:
             log.warning("heartbeat failed, will try again: %s", error)
             return
         for run_id in beats:

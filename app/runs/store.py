@@ -1,23 +1,27 @@
-"""Every SQL statement about runs. Each state change is one conditional UPDATE; nothing commits."""
+"""Every SQL statement about runs. Each state change is one conditional UPDATE; nothing here
+commits (the hot-path statements run in autocommit, where one statement is one transaction)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import psycopg
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection, Row
 
 from app.models import pipeline_executions as runs
-from app.models import research_streams as streams
 from app.runs.outcome import Outcome
 from app.states import CLAIMABLE, TERMINAL, TRANSITIONS, RunStatus, sources_of
 
-_stream_name = sa.select(streams.c.name).where(streams.c.id == runs.c.stream_id).scalar_subquery()
 COLUMNS = (*runs.c,)
+HotConnection = psycopg.Connection[Any]
 
 
 def insert_run(conn: Connection, values: Mapping[str, Any]) -> Row[Any] | None:
@@ -86,42 +90,79 @@ def transition(
     return conn.execute(statement).first()
 
 
-def claim(conn: Connection, run_id: UUID, worker: str) -> Row[Any] | None:
-    """pending/retrying -> running, counting the attempt. None: someone else has it, or it ended.
+# The hot path (claim -> heartbeats/progress -> finish) runs these on a raw autocommit
+# connection (db.hot_connection): each is one conditional UPDATE, one round trip.
+def _quoted(statuses: Sequence[RunStatus]) -> str:
+    return ", ".join(f"'{status.value}'" for status in statuses)
 
-    Returns everything the attempt needs (pipeline, params, stream name) in the same round trip.
+
+_CLAIM = f"""
+UPDATE pipeline_executions
+   SET status = 'running', attempt = attempt + 1, worker = %(worker)s,
+       started_at = coalesce(started_at, now()), heartbeat_at = now(),
+       next_attempt_at = NULL, updated_at = now()
+ WHERE id = %(run_id)s AND status IN ({_quoted(CLAIMABLE)}) AND attempt < max_attempts
+RETURNING id, pipeline, run_type, attempt, max_attempts, stream_id, params,
+          (SELECT name FROM research_streams s WHERE s.id = stream_id) AS stream_name
+"""
+
+# A cancel request that arrived meanwhile wins over whatever the attempt reports.
+_FINISH = """
+UPDATE pipeline_executions
+   SET status = CASE WHEN cancel_requested_at IS NULL THEN %(status)s ELSE 'cancelled' END,
+       result = CASE WHEN cancel_requested_at IS NULL THEN %(result)s::jsonb END,
+       error = CASE WHEN cancel_requested_at IS NULL THEN %(error)s
+                    ELSE 'cancelled on request' END,
+       error_type = CASE WHEN cancel_requested_at IS NULL THEN %(error_type)s
+                         ELSE 'cancelled' END,
+       completed_at = CASE WHEN cancel_requested_at IS NOT NULL OR %(terminal)s
+                           THEN now() END,
+       next_attempt_at = now() + make_interval(secs => %(retry_in)s),
+       heartbeat_at = NULL, updated_at = now()
+ WHERE id = %(run_id)s AND status = 'running' AND attempt = %(attempt)s
+RETURNING status
+"""
+
+_HEARTBEAT = """
+UPDATE pipeline_executions p
+   SET heartbeat_at = now()
+  FROM unnest(%(ids)s::uuid[], %(attempts)s::int[]) AS beat(id, attempt)
+ WHERE p.id = beat.id AND p.attempt = beat.attempt AND p.status = 'running'
+RETURNING p.id, p.cancel_requested_at IS NOT NULL
+"""
+
+_PROGRESS = """
+UPDATE pipeline_executions
+   SET progress = %(progress)s, heartbeat_at = now()
+ WHERE id = %(run_id)s AND status = 'running' AND attempt = %(attempt)s
+RETURNING cancel_requested_at IS NOT NULL
+"""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What an attempt needs to run, returned by the claim itself."""
+
+    id: UUID
+    pipeline: str
+    run_type: str
+    attempt: int
+    max_attempts: int
+    stream_id: UUID
+    params: dict[str, Any]
+    stream_name: str | None
+
+
+def claim(conn: HotConnection, run_id: UUID, worker: str) -> Claimed | None:
+    """pending/retrying -> running, counting the attempt (the fencing token of what follows).
+
+    None: another delivery has it, or it was cancelled or ended; the caller does nothing.
     """
-    statement = (
-        sa.update(runs)
-        .where(
-            runs.c.id == run_id,
-            runs.c.status.in_(CLAIMABLE),
-            runs.c.attempt < runs.c.max_attempts,
-        )
-        .values(
-            status=RunStatus.RUNNING,
-            attempt=runs.c.attempt + 1,
-            worker=worker,
-            started_at=sa.func.coalesce(runs.c.started_at, sa.func.now()),
-            heartbeat_at=sa.func.now(),
-            next_attempt_at=None,
-            updated_at=sa.func.now(),
-        )
-        .returning(
-            runs.c.id,
-            runs.c.run_type,
-            runs.c.attempt,
-            runs.c.max_attempts,
-            runs.c.stream_id,
-            runs.c.pipeline,
-            runs.c.params,
-            _stream_name.label("stream_name"),
-        )
-    )
-    return conn.execute(statement).first()
+    with conn.cursor(row_factory=class_row(Claimed)) as cursor:
+        return cursor.execute(_CLAIM, {"run_id": run_id, "worker": worker}).fetchone()
 
 
-def finish(conn: Connection, run_id: UUID, attempt: int, outcome: Outcome) -> RunStatus | None:
+def finish(conn: HotConnection, run_id: UUID, attempt: int, outcome: Outcome) -> RunStatus | None:
     """The one final write of an attempt, fenced by its attempt number.
 
     A cancel request that arrived meanwhile wins: the run ends `cancelled`, never `completed`.
@@ -129,38 +170,21 @@ def finish(conn: Connection, run_id: UUID, attempt: int, outcome: Outcome) -> Ru
     """
     if outcome.status not in TRANSITIONS[RunStatus.RUNNING]:
         raise ValueError(f"an attempt cannot end {outcome.status}")
-    cancel_wins = runs.c.cancel_requested_at.is_not(None)
-    terminal = outcome.status in TERMINAL
-    statement = (
-        sa.update(runs)
-        .where(runs.c.id == run_id, runs.c.status == RunStatus.RUNNING, runs.c.attempt == attempt)
-        .values(
-            status=sa.case((cancel_wins, RunStatus.CANCELLED.value), else_=outcome.status.value),
-            result=sa.case(
-                (cancel_wins, sa.null()), else_=sa.cast(outcome.result, runs.c.result.type)
-            ),
-            error=sa.case((cancel_wins, "cancelled on request"), else_=outcome.error),
-            error_type=sa.case((cancel_wins, "cancelled"), else_=outcome.error_type),
-            completed_at=sa.case(
-                (cancel_wins, sa.func.now()), else_=sa.func.now() if terminal else None
-            ),
-            next_attempt_at=_after(outcome.retry_in),
-            heartbeat_at=None,
-            updated_at=sa.func.now(),
-        )
-        .returning(runs.c.status)
-    )
-    status = conn.execute(statement).scalar()
-    return None if status is None else RunStatus(status)
+    parameters = {
+        "run_id": run_id,
+        "attempt": attempt,
+        "status": outcome.status.value,
+        "result": None if outcome.result is None else Jsonb(outcome.result),
+        "error": outcome.error,
+        "error_type": outcome.error_type,
+        "terminal": outcome.status in TERMINAL,
+        "retry_in": outcome.retry_in,
+    }
+    row = conn.execute(_FINISH, parameters).fetchone()
+    return None if row is None else RunStatus(row[0])
 
 
-def _after(seconds: float | None) -> Any:
-    if seconds is None:
-        return None
-    return sa.func.now() + sa.func.make_interval(0, 0, 0, 0, 0, 0, seconds)
-
-
-def heartbeat(conn: Connection, beats: Mapping[UUID, int]) -> dict[UUID, bool]:
+def heartbeat(conn: HotConnection, beats: Mapping[UUID, int]) -> dict[UUID, bool]:
     """Touch the running attempts in `beats` (run id -> attempt) in one statement.
 
     Returns, for each attempt that still owns its row, whether a cancel was requested;
@@ -168,35 +192,17 @@ def heartbeat(conn: Connection, beats: Mapping[UUID, int]) -> dict[UUID, bool]:
     """
     if not beats:
         return {}
-    alive = sa.select(
-        sa.func.unnest(sa.cast(list(beats), ARRAY(runs.c.id.type))).label("id"),
-        sa.func.unnest(sa.cast(list(beats.values()), ARRAY(sa.Integer))).label("attempt"),
-    ).subquery("beats")
-    statement = (
-        sa.update(runs)
-        .where(
-            runs.c.id == alive.c.id,
-            runs.c.attempt == alive.c.attempt,
-            runs.c.status == RunStatus.RUNNING,
-        )
-        .values(heartbeat_at=sa.func.now())
-        .returning(runs.c.id, runs.c.cancel_requested_at.is_not(None))
-    )
-    return {run_id: cancel for run_id, cancel in conn.execute(statement)}
+    parameters = {"ids": list(beats), "attempts": list(beats.values())}
+    return {run_id: cancel for run_id, cancel in conn.execute(_HEARTBEAT, parameters)}
 
 
 def set_progress(
-    conn: Connection, run_id: UUID, attempt: int, progress: Mapping[str, Any]
+    conn: HotConnection, run_id: UUID, attempt: int, progress: Mapping[str, Any]
 ) -> bool | None:
     """Record progress; returns whether a cancel was requested, None if the attempt lost the row."""
-    statement = (
-        sa.update(runs)
-        .where(runs.c.id == run_id, runs.c.status == RunStatus.RUNNING, runs.c.attempt == attempt)
-        .values(progress=dict(progress), heartbeat_at=sa.func.now())
-        .returning(runs.c.cancel_requested_at.is_not(None))
-    )
-    cancel: bool | None = conn.execute(statement).scalar()
-    return cancel
+    parameters = {"run_id": run_id, "attempt": attempt, "progress": Jsonb(dict(progress))}
+    row = conn.execute(_PROGRESS, parameters).fetchone()
+    return None if row is None else bool(row[0])
 
 
 def request_cancel(conn: Connection, run_id: UUID, workspace_id: UUID) -> Row[Any] | None:

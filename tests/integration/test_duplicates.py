@@ -55,7 +55,7 @@ def test_concurrent_claims_of_one_run_have_one_winner(make_stream: Any) -> None:
 
     def claim() -> None:
         start.wait()
-        with db.unit_of_work() as conn:
+        with db.hot_connection() as conn:
             won.append(store.claim(conn, run_id, "w") is not None)
 
     threads = [threading.Thread(target=claim) for _ in range(8)]

@@ -1,0 +1,255 @@
+"""Throughput of the run hot path against bare Celery, on one worker at concurrency 2.
+
+    .venv/bin/python -m bench.throughput [--runs 5000] [--latency-samples 200]
+
+Phases, all drained by the same worker process (prefork, -c 2, the project's settings):
+  1. Runway: N pending `builtin.noop` runs (rows committed beforehand, messages queued).
+  2. ceiling: N bare Celery no-op tasks.
+  3. floor: N bare Celery tasks that each make as many durable Postgres commits as a run's
+     hot path makes (claim, final write: 2).
+Each phase's messages are queued while the worker is not consuming them; the clock starts
+when the worker is told to consume and stops when the last message has run. Then, on an idle
+worker, the latency from POST /runs (through the real API over HTTP) to the run's `running`.
+Uses a throwaway database `runway_bench` and its own queue names; Redis db from REDIS_URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+HOT_PATH_COMMITS = 2
+PREFIX = "bench"
+os.environ["RUNWAY_QUEUE_PREFIX"] = PREFIX
+os.environ.setdefault("RUNWAY_LOG_FORMAT", "console")
+os.environ["DATABASE_URL"] = os.environ.get(
+    "BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/runway_bench"
+)
+
+import httpx  # noqa: E402
+import redis  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from app import app, cli, db, workspaces  # noqa: E402
+from app.models import pipeline_executions  # noqa: E402
+from app.runs import dispatch  # noqa: E402
+from app.settings import get_settings  # noqa: E402
+from bench.tasks import DONE_KEY  # noqa: E402
+
+IDLE_QUEUE = f"{PREFIX}.idle"
+BARE_QUEUE = f"{PREFIX}.bare"
+
+
+def prepare_database() -> None:
+    url = get_settings().database_url
+    cli.ensure_database(url)
+    cli.migrate(url)
+    with db.unit_of_work() as conn:
+        conn.execute(
+            sa.text("TRUNCATE pipeline_executions, research_streams, api_keys, workspaces CASCADE")
+        )
+        conn.execute(sa.text("DROP TABLE IF EXISTS bench_rows"))
+        conn.execute(sa.text("CREATE TABLE bench_rows (id int PRIMARY KEY, touched int NOT NULL)"))
+        conn.execute(sa.text("INSERT INTO bench_rows SELECT g, 0 FROM generate_series(0, 99) g"))
+
+
+@contextmanager
+def process(*command: str) -> Iterator[subprocess.Popen[bytes]]:
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield child
+    finally:
+        child.terminate()
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+def wait(check: Callable[[], bool], timeout: float, what: str, poll: float = 0.01) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            sys.exit(f"bench: timed out waiting for {what}")
+        time.sleep(poll)
+
+
+def worker_ready() -> bool:
+    replies = app.control.ping(timeout=0.5)
+    return bool(replies)
+
+
+def drain(queue: str, done: Callable[[], bool]) -> float:
+    """Let the worker consume `queue`; seconds until `done()`."""
+    started = time.perf_counter()
+    app.control.add_consumer(queue, reply=False)
+    wait(done, 600, f"{queue} to drain", poll=0.002)
+    elapsed = time.perf_counter() - started
+    app.control.cancel_consumer(queue, reply=True, timeout=5)
+    return elapsed
+
+
+def make_stream(key: str) -> str:
+    with httpx.Client(base_url="http://127.0.0.1:8765", headers=auth(key)) as client:
+        body = {"name": "bench", "pipeline": "builtin.noop"}
+        stream_id: str = client.post("/streams", json=body).raise_for_status().json()["id"]
+        return stream_id
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def completed_count() -> int:
+    with db.unit_of_work() as conn:
+        statement = sa.select(sa.func.count()).where(pipeline_executions.c.status == "completed")
+        return int(conn.execute(statement).scalar_one())
+
+
+def runway_phase(stream_id: str, runs: int, client: redis.Redis) -> float:
+    with db.unit_of_work() as conn:
+        ids = (
+            conn.execute(
+                sa.text(
+                    "INSERT INTO pipeline_executions"
+                    " (workspace_id, stream_id, run_type, pipeline, max_attempts)"
+                    " SELECT workspace_id, id, 'manual', pipeline, 3"
+                    " FROM research_streams, generate_series(1, :n)"
+                    " WHERE id = :stream RETURNING id"
+                ),
+                {"n": runs, "stream": stream_id},
+            )
+            .scalars()
+            .all()
+        )
+    assert dispatch.publish_many(ids) == runs
+    client.delete(DONE_KEY)
+    app.signature("bench.mark").apply_async(queue=get_settings().runs_queue)
+    elapsed = drain(get_settings().runs_queue, lambda: client.exists(DONE_KEY) == 1)
+    wait(lambda: completed_count() == runs, 30, "every run to complete")
+    return elapsed
+
+
+def bare_phase(runs: int, signature: Callable[[int], Any], client: redis.Redis) -> float:
+    client.delete(DONE_KEY)
+    with app.producer_or_acquire() as producer:
+        for index in range(runs):
+            signature(index).apply_async(queue=BARE_QUEUE, producer=producer)
+        app.signature("bench.mark").apply_async(queue=BARE_QUEUE, producer=producer)
+    return drain(BARE_QUEUE, lambda: client.exists(DONE_KEY) == 1)
+
+
+def latency(key: str, stream_id: str, samples: int) -> tuple[list[float], list[float]]:
+    """Per run: DB created_at -> started_at, and the client's POST /runs round trip (ms)."""
+    to_running, round_trips = [], []
+    with httpx.Client(base_url="http://127.0.0.1:8765", headers=auth(key)) as client:
+        for _ in range(samples):
+            sent = time.perf_counter()
+            run = client.post("/runs", json={"stream_id": stream_id}).raise_for_status().json()
+            round_trips.append((time.perf_counter() - sent) * 1000)
+            row = wait_row_started(run["id"])
+            to_running.append((row.started_at - row.created_at).total_seconds() * 1000)
+            time.sleep(0.02)
+    return to_running, round_trips
+
+
+def wait_row_started(run_id: str) -> Any:
+    holder: list[Any] = []
+
+    def started() -> bool:
+        with db.unit_of_work() as conn:
+            row = conn.execute(
+                sa.select(pipeline_executions).where(pipeline_executions.c.id == run_id)
+            ).one()
+        holder[:] = [row]
+        return row.started_at is not None
+
+    wait(started, 30, f"run {run_id} to start")
+    return holder[0]
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=5000)
+    parser.add_argument("--latency-samples", type=int, default=200)
+    args = parser.parse_args()
+
+    prepare_database()
+    client = redis.Redis.from_url(get_settings().redis_url)
+    for queue in (get_settings().runs_queue, BARE_QUEUE, IDLE_QUEUE):
+        client.delete(queue)
+    key = workspaces.create_key("bench")[1]
+    venv = os.path.dirname(sys.executable)
+    worker = [
+        f"{venv}/celery",
+        "-A",
+        "app",
+        "worker",
+        "--pool",
+        "prefork",
+        "-c",
+        "2",
+        "-Q",
+        IDLE_QUEUE,
+        "--include",
+        "bench.tasks",
+        "--without-gossip",
+        "--without-mingle",
+        "-n",
+        f"bench@{os.uname().nodename}",
+        "--loglevel",
+        "WARNING",
+    ]
+    api = [f"{venv}/uvicorn", "api.main:app", "--port", "8765", "--log-level", "warning"]
+    with process(*worker), process(*api):
+        wait(worker_ready, 60, "the worker")
+        wait(_health_ok, 60, "the API")
+        stream_id = make_stream(key)
+        runway = args.runs / runway_phase(stream_id, args.runs, client)
+        ceiling = args.runs / bare_phase(args.runs, lambda i: app.signature("bench.noop"), client)
+        floor = args.runs / bare_phase(
+            args.runs,
+            lambda i: app.signature("bench.commits", args=(i % 100, HOT_PATH_COMMITS)),
+            client,
+        )
+        app.control.add_consumer(get_settings().runs_queue, reply=True, timeout=5)
+        to_running, round_trips = latency(key, stream_id, args.latency_samples)
+
+    print(
+        f"runs per phase: {args.runs}; worker: prefork -c 2; hot-path commits: {HOT_PATH_COMMITS}"
+    )
+    print(f"Runway (builtin.noop runs)     {runway:8.0f} runs/s")
+    print(f"bare Celery no-op (ceiling)    {ceiling:8.0f} tasks/s")
+    print(f"bare Celery + {HOT_PATH_COMMITS} commits (floor) {floor:8.0f} tasks/s")
+    print(f"Runway / floor  {runway / floor:.2f}")
+    print(f"Runway / bare   {runway / ceiling:.2f}")
+    print(
+        f"POST /runs -> running, idle worker, {len(to_running)} runs: "
+        f"p50 {statistics.median(to_running):.1f} ms, p99 {percentile(to_running, 0.99):.1f} ms "
+        f"(POST round trip p50 {statistics.median(round_trips):.1f} ms)"
+    )
+
+
+def _health_ok() -> bool:
+    try:
+        return httpx.get("http://127.0.0.1:8765/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+if __name__ == "__main__":
+    main()
