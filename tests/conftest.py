@@ -29,7 +29,7 @@ os.environ.update(
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
 os.environ.setdefault("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/runway_test")
 
-pytest_plugins = ["tests.fixtures.database", "tests.fixtures.services"]
+pytest_plugins = ["tests.fixtures.database", "tests.fixtures.services", "tests.fixtures.processes"]
 
 SESSION_ID = _SESSION
 UNIQUE = uuid.uuid4().hex[:6]

@@ -1,0 +1,31 @@
+"""`celery -A app worker` as a real prefork process: the way Runway is deployed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.fixtures.services import publish_to, unpublished_run, wait_for_status
+
+QUEUE = "runway-isolated.runs"
+
+
+def test_prefork_worker_process_runs_runs(make_stream: Any, spawn: Any) -> None:
+    worker = spawn(
+        "worker",
+        "--pool",
+        "prefork",
+        "-c",
+        "2",
+        "-Q",
+        QUEUE,
+        env={"RUNWAY_QUEUE_PREFIX": "runway-isolated"},
+    )
+    stream = make_stream("builtin.sleep", params={"seconds": 0.3})
+    run_ids = [unpublished_run(stream["id"]) for _ in range(4)]
+    publish_to(QUEUE, run_ids)
+
+    for run_id in run_ids:
+        row = wait_for_status(run_id, "completed", timeout=30)
+        assert row.worker.startswith(worker.name)
+        assert row.result == {"slept_seconds": 0.3}
+        assert row.progress == {"percent": 100.0, "message": "slept 0.3s"}
