@@ -5,7 +5,7 @@ so a killed task comes back, prefetch 1 so a long run never hides another behind
 no result backend (Postgres is the status store), and a visibility timeout longer than any run.
 """
 
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from app.settings import get_settings
 
@@ -28,6 +28,7 @@ result_serializer = "json"
 accept_content = ["json"]
 result_accept_content = ["json"]
 result_backend = None
+result_expires = None  # no backend, so no celery.backend_cleanup entry in beat
 task_ignore_result = True
 
 task_acks_late = True
@@ -38,7 +39,11 @@ task_soft_time_limit = _settings.run_time_limit_seconds
 task_time_limit = _settings.run_time_limit_seconds + _settings.cancel_grace_seconds
 
 task_default_queue = _settings.runs_queue
-task_queues = (Queue(_settings.runs_queue), Queue(_settings.control_queue))
+# Each queue has its own direct exchange and key, so a message lands in exactly one queue.
+task_queues = tuple(
+    Queue(name, Exchange(name, type="direct"), routing_key=name)
+    for name in (_settings.runs_queue, _settings.control_queue)
+)
 task_routes = {
     "runway.runs.*": {"queue": _settings.runs_queue},
     "runway.housekeeping.*": {"queue": _settings.control_queue},
@@ -55,5 +60,5 @@ enable_utc = True
 beat_scheduler = "app.schedules.beat:RunwayScheduler"
 beat_max_loop_interval = 5
 redbeat_redis_url = _settings.beat_redis_url
-redbeat_key_prefix = f"{_settings.queue_prefix}:redbeat"
+redbeat_key_prefix = f"{_settings.queue_prefix}:redbeat:"
 redbeat_lock_timeout = 30
