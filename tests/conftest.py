@@ -8,7 +8,11 @@ Postgres gets a fresh database copied from a migrated template.
 from __future__ import annotations
 
 import os
-import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+from sqlalchemy.engine import make_url
+
+from app.settings import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL
 
 _SESSION = f"t{os.getpid()}"
 os.environ.update(
@@ -26,10 +30,12 @@ os.environ.update(
         "RUNWAY_PIPELINES": "tests.pipelines",
     }
 )
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
-os.environ.setdefault("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/runway_test")
+# Only the servers are taken from the environment: tests create and drop databases named
+# runway_test_*, and flush Redis database 14, never the ones the URLs name.
+_database = make_url(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))
+os.environ["DATABASE_URL"] = _database.set(database="runway_test").render_as_string(False)
+_redis = urlsplit(os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
+os.environ["REDIS_URL"] = urlunsplit(_redis._replace(path="/14"))
+os.environ.pop("REDBEAT_REDIS_URL", None)
 
 pytest_plugins = ["tests.fixtures.database", "tests.fixtures.services", "tests.fixtures.processes"]
-
-SESSION_ID = _SESSION
-UNIQUE = uuid.uuid4().hex[:6]

@@ -1,0 +1,41 @@
+"""The Celery settings that Runway's guarantees lean on (see CELERY-FACTS)."""
+
+from __future__ import annotations
+
+from app import app
+from app.settings import get_settings
+
+
+def test_json_only() -> None:
+    assert app.conf.task_serializer == "json"
+    assert app.conf.accept_content == ["json"]
+
+
+def test_a_killed_task_comes_back_and_nothing_hides_behind_a_long_run() -> None:
+    assert app.conf.task_acks_late is True
+    assert app.conf.task_reject_on_worker_lost is True
+    assert app.conf.worker_prefetch_multiplier == 1
+    assert app.conf.worker_cancel_long_running_tasks_on_connection_loss is False
+
+
+def test_visibility_timeout_outlasts_the_hard_time_limit() -> None:
+    timeout = app.conf.broker_transport_options["visibility_timeout"]
+    assert timeout > app.conf.task_time_limit
+
+
+def test_each_queue_receives_only_its_own_messages() -> None:
+    queues = list(app.conf.task_queues)
+    assert len({queue.exchange.name for queue in queues}) == len(queues)
+    assert len({queue.routing_key for queue in queues}) == len(queues)
+    route = app.amqp.router.route({}, "runway.runs.execute")
+    assert route["queue"].name == get_settings().runs_queue
+
+
+def test_beat_uses_runways_scheduler_with_an_explicit_redis_url() -> None:
+    assert app.conf.beat_scheduler == "app.schedules.beat:RunwayScheduler"
+    assert app.conf.redbeat_redis_url == get_settings().beat_redis_url
+
+
+def test_no_result_backend() -> None:
+    assert app.conf.result_backend is None
+    assert app.conf.task_ignore_result is True
