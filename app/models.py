@@ -139,6 +139,8 @@ pipeline_executions = sa.Table(
     sa.Column("cancel_requested_at", sa.DateTime(timezone=True)),
     sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
     sa.Column("retry_of", UUID(as_uuid=True)),
+    # overlap "queue": this scheduled run starts only once that run has ended.
+    sa.Column("after_run", UUID(as_uuid=True)),
     sa.Column("idempotency_key", sa.Text),
     _created_at(),
     sa.Column("started_at", sa.DateTime(timezone=True)),
@@ -165,5 +167,17 @@ pipeline_executions = sa.Table(
         "status",
         "updated_at",
         postgresql_where=sa.text("status IN ('pending', 'running', 'retrying')"),
+    ),
+    # The ticker's overlap check: a stream's live runs.
+    sa.Index(
+        "ix_pipeline_executions_stream_live",
+        "stream_id",
+        "created_at",
+        postgresql_where=sa.text("status IN ('pending', 'running', 'retrying')"),
+    ),
+    sa.Index(
+        "ix_pipeline_executions_after_run",
+        "after_run",
+        postgresql_where=sa.text("after_run IS NOT NULL"),
     ),
 )

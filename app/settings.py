@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(60, ge=1, validation_alias=_env("RUNWAY_LEASE_SECONDS"))
     sweep_seconds: float = Field(10, ge=1, validation_alias=_env("RUNWAY_SWEEP_SECONDS"))
     tick_seconds: float = Field(1, ge=0.1, validation_alias=_env("RUNWAY_TICK_SECONDS"))
+    misfire_grace_seconds: float = Field(
+        60, ge=1, validation_alias=_env("RUNWAY_MISFIRE_GRACE_SECONDS")
+    )
     max_attempts: int = Field(3, ge=1, le=100, validation_alias=_env("RUNWAY_MAX_ATTEMPTS"))
     retry_base_seconds: float = Field(5, ge=0, validation_alias=_env("RUNWAY_RETRY_BASE_SECONDS"))
     retry_max_seconds: float = Field(600, ge=1, validation_alias=_env("RUNWAY_RETRY_MAX_SECONDS"))

@@ -28,6 +28,8 @@ TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED
 
 # Waiting for a worker to claim them.
 CLAIMABLE = (RunStatus.PENDING, RunStatus.RETRYING)
+# Not ended yet.
+LIVE = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.RETRYING)
 
 TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.PENDING: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED}),

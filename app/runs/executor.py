@@ -27,8 +27,9 @@ from app.pipelines.context import RunContext
 from app.runs import dispatch, store
 from app.runs.heartbeat import Heartbeats
 from app.runs.outcome import Outcome, RetryPolicy
+from app.schedules import pausing
 from app.settings import get_settings
-from app.states import RunStatus
+from app.states import RunStatus, RunType
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,11 +58,25 @@ def execute(run_id: UUID, worker: str) -> RunStatus | None:
     context = _context(claimed)
     with heartbeats().track(run_id, claimed.attempt, context.cancel_event):
         outcome = attempt(context)
-    status = _with_database(lambda conn: store.finish(conn, run_id, claimed.attempt, outcome))
-    if status is RunStatus.RETRYING:
-        dispatch.publish(run_id, countdown=outcome.retry_in)
-    log.info("run %s attempt %s ended %s", run_id, claimed.attempt, status or "stale")
-    return status
+    finished = _with_database(lambda conn: store.finish(conn, run_id, claimed.attempt, outcome))
+    if finished is None:
+        log.info(
+            "run %s attempt %s was taken over; its outcome is dropped", run_id, claimed.attempt
+        )
+        return None
+    _after(claimed, finished, outcome)
+    log.info("run %s attempt %s ended %s", run_id, claimed.attempt, finished.status)
+    return finished.status
+
+
+def _after(claimed: store.Claimed, finished: store.Finished, outcome: Outcome) -> None:
+    """What an attempt's end sets going: its retry, the runs queued behind it, auto-pause."""
+    if finished.status is RunStatus.RETRYING:
+        dispatch.publish(claimed.id, countdown=outcome.retry_in)
+    if finished.released:
+        dispatch.publish_many(finished.released)
+    if finished.status is RunStatus.FAILED and claimed.run_type == RunType.SCHEDULED:
+        pausing.after_failed_run(claimed.stream_id)
 
 
 def attempt(context: RunContext) -> Outcome:

@@ -13,12 +13,12 @@ import psycopg
 import sqlalchemy as sa
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.engine import Connection, Row
 
 from app.models import pipeline_executions as runs
 from app.runs.outcome import Outcome
-from app.states import CLAIMABLE, TERMINAL, TRANSITIONS, RunStatus, sources_of
+from app.states import CLAIMABLE, LIVE, TERMINAL, TRANSITIONS, RunStatus, sources_of
 
 COLUMNS = (*runs.c,)
 HotConnection = psycopg.Connection[Any]
@@ -32,6 +32,35 @@ def insert_run(conn: Connection, values: Mapping[str, Any]) -> Row[Any] | None:
             index_elements=[runs.c.workspace_id, runs.c.idempotency_key]
         )
     return conn.execute(statement.returning(*COLUMNS)).first()
+
+
+def insert_scheduled(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[UUID]:
+    """Insert scheduled runs; a slot that already has its run is left alone (guarantee 4).
+
+    Returns the ids of the runs this call created.
+    """
+    if not rows:
+        return []
+    statement = (
+        insert(runs)
+        .on_conflict_do_nothing(
+            index_elements=[runs.c.stream_id, runs.c.scheduled_for],
+            index_where=runs.c.run_type == "scheduled",
+        )
+        .returning(runs.c.id)
+    )
+    return list(conn.execute(statement, list(rows)).scalars())
+
+
+def live_by_stream(conn: Connection, stream_ids: Sequence[UUID]) -> dict[UUID, tuple[UUID, str]]:
+    """(id, status) of the newest live (pending, running, retrying) run of each stream."""
+    statement = (
+        sa.select(runs.c.stream_id, runs.c.id, runs.c.status)
+        .where(runs.c.stream_id.in_(stream_ids), runs.c.status.in_(LIVE))
+        .order_by(runs.c.stream_id, runs.c.created_at.desc())
+        .ext(distinct_on(runs.c.stream_id))
+    )
+    return {stream_id: (run_id, status) for stream_id, run_id, status in conn.execute(statement)}
 
 
 def get(conn: Connection, run_id: UUID, workspace_id: UUID | None = None) -> Row[Any] | None:
@@ -102,12 +131,17 @@ UPDATE pipeline_executions
        started_at = coalesce(started_at, now()), heartbeat_at = now(),
        next_attempt_at = NULL, updated_at = now()
  WHERE id = %(run_id)s AND status IN ({_quoted(CLAIMABLE)}) AND attempt < max_attempts
+   AND (after_run IS NULL OR NOT EXISTS (
+        SELECT 1 FROM pipeline_executions ahead
+         WHERE ahead.id = pipeline_executions.after_run AND ahead.status IN ({_quoted(LIVE)})))
 RETURNING id, pipeline, run_type, attempt, max_attempts, stream_id, params,
           (SELECT name FROM research_streams s WHERE s.id = stream_id) AS stream_name
 """
 
-# A cancel request that arrived meanwhile wins over whatever the attempt reports.
-_FINISH = """
+# A cancel request that arrived meanwhile wins over whatever the attempt reports. Runs
+# queued behind this one (overlap "queue") come back with it, to be published once it ended.
+_FINISH = f"""
+WITH finished AS (
 UPDATE pipeline_executions
    SET status = CASE WHEN cancel_requested_at IS NULL THEN %(status)s ELSE 'cancelled' END,
        result = CASE WHEN cancel_requested_at IS NULL THEN %(result)s::jsonb END,
@@ -120,7 +154,12 @@ UPDATE pipeline_executions
        next_attempt_at = now() + make_interval(secs => %(retry_in)s),
        heartbeat_at = NULL, updated_at = now()
  WHERE id = %(run_id)s AND status = 'running' AND attempt = %(attempt)s
-RETURNING status
+RETURNING id, status)
+SELECT status, ARRAY(
+       SELECT waiting.id FROM pipeline_executions waiting
+        WHERE waiting.after_run = finished.id AND waiting.status = 'pending'
+          AND finished.status IN ({_quoted(tuple(TERMINAL))}))
+  FROM finished
 """
 
 _HEARTBEAT = """
@@ -162,7 +201,13 @@ def claim(conn: HotConnection, run_id: UUID, worker: str) -> Claimed | None:
         return cursor.execute(_CLAIM, {"run_id": run_id, "worker": worker}).fetchone()
 
 
-def finish(conn: HotConnection, run_id: UUID, attempt: int, outcome: Outcome) -> RunStatus | None:
+@dataclass(frozen=True)
+class Finished:
+    status: RunStatus
+    released: list[UUID]  # runs that were waiting for this one to end
+
+
+def finish(conn: HotConnection, run_id: UUID, attempt: int, outcome: Outcome) -> Finished | None:
     """The one final write of an attempt, fenced by its attempt number.
 
     A cancel request that arrived meanwhile wins: the run ends `cancelled`, never `completed`.
@@ -181,7 +226,7 @@ def finish(conn: HotConnection, run_id: UUID, attempt: int, outcome: Outcome) ->
         "retry_in": outcome.retry_in,
     }
     row = conn.execute(_FINISH, parameters).fetchone()
-    return None if row is None else RunStatus(row[0])
+    return None if row is None else Finished(RunStatus(row[0]), row[1])
 
 
 def heartbeat(conn: HotConnection, beats: Mapping[UUID, int]) -> dict[UUID, bool]:

@@ -1,9 +1,119 @@
-"""Runway's beat scheduler: RedBeat's leader lock, with schedules read from Postgres."""
+"""Runway's beat scheduler: RedBeat's lock decides which beat leads; Postgres holds schedules.
+
+On every tick the leader
+- runs RedBeat's own entries (housekeeping, app/schedules/entries.py), executing them
+  here in beat, on a thread of their own, so they never wait behind pipeline runs;
+- calls the ticker, which claims the due streams in Postgres and creates their runs;
+- sleeps until the next stream is due, at most RUNWAY_TICK_SECONDS.
+A beat that is not leading (another holds the lock, or Redis lost it) keeps trying to
+take the lock instead of exiting. Becoming leader re-creates RedBeat's entries, so a Redis
+that restarted empty gets them back.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
 from redbeat import RedBeatScheduler
+from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT, get_redis
+from redis.exceptions import LockError, RedisError
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.schedules import entries, ticker
+from app.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 
 class RunwayScheduler(RedBeatScheduler):  # type: ignore[misc]
-    pass
+    lock: Any = None
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.tick_seconds = get_settings().tick_seconds
+        self._entries_ready = False
+        self._local: dict[str, Future[Any]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="runway-housekeeping")
+
+    def setup_schedule(self) -> None:
+        """RedBeat's entries are set up when this beat becomes leader, not at start-up."""
+        self.app.redbeat_conf.schedule = entries.schedule()
+
+    def tick(self, **kwargs: Any) -> float:
+        try:
+            if not self._lead():
+                return self.tick_seconds
+            redbeat_wait = float(super().tick(**kwargs))
+        except (LockError, RedisError) as error:
+            self._lose(error)
+            return self.tick_seconds
+        return min(redbeat_wait, self._tick_streams())
+
+    def _lead(self) -> bool:
+        """Hold the lock, or try once to take it (never blocking); set up entries on taking it."""
+        if self.lock is None:
+            redis = get_redis(self.app)
+            lock = redis.lock(self.lock_key, timeout=self.lock_timeout, sleep=self.tick_seconds)
+            lock.lua_extend = redis.register_script(LUA_EXTEND_TO_SCRIPT)
+            if not lock.acquire(blocking=False):
+                return False
+            self.lock = lock
+        if not self._entries_ready:
+            super().setup_schedule()
+            self._entries_ready = True
+            log.info("beat: leading (holds %s)", self.lock_key)
+        return True
+
+    def _lose(self, error: Exception) -> None:
+        if self.lock is not None:
+            log.warning("beat: lost the lead (%s); waiting to lead again", error)
+        else:
+            log.warning("beat: cannot take the lead (%s); trying again", error)
+        self.lock = None
+        self._entries_ready = False
+
+    def _tick_streams(self) -> float:
+        """Claim due streams; the seconds until beat should look again."""
+        try:
+            report = ticker.tick()
+        except SQLAlchemyError as error:
+            log.warning("beat: tick failed, trying again: %s", error)
+            return self.tick_seconds
+        if report.next_due is None:
+            return self.tick_seconds
+        until = (report.next_due - datetime.now(UTC)).total_seconds()
+        return max(self.tick_seconds / 10, min(self.tick_seconds, until))
+
+    def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **kw: Any) -> Any:
+        """Housekeeping entries run here in beat, one at a time each; others are sent as usual."""
+        function = entries.LOCAL.get(entry.task)
+        if function is None:
+            return super().apply_async(entry, producer=producer, advance=advance, **kw)
+        entry = self.reserve(entry) if advance else entry
+        running = self._local.get(entry.task)
+        if running is not None and not running.done():
+            log.info("beat: %s still running, not starting it again", entry.task)
+            return None
+        self._local[entry.task] = self._pool.submit(_run_logged, entry.task, function)
+        return None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            super().close()
+        except (LockError, RedisError) as error:
+            log.warning("beat: could not release the lock: %s", error)
+
+
+def _run_logged(name: str, function: Any) -> None:
+    started = time.monotonic()
+    try:
+        function()
+    except Exception:
+        log.exception("beat: %s failed", name)
+    else:
+        log.debug("beat: %s took %.3fs", name, time.monotonic() - started)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Row
 
 from app.models import research_streams as streams
@@ -73,3 +75,51 @@ def recent_ticks(conn: Connection, stream_id: UUID, limit: int) -> Sequence[Row[
         .limit(limit)
     )
     return conn.execute(statement).all()
+
+
+def claim_due(conn: Connection, now: datetime, limit: int) -> Sequence[Row[Any]]:
+    """Lock the streams whose slot came due (oldest first); another beat skips them."""
+    statement = (
+        sa.select(*COLUMNS)
+        .where(streams.c.next_scheduled_run <= now)
+        .order_by(streams.c.next_scheduled_run)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return conn.execute(statement).all()
+
+
+def next_due(conn: Connection) -> datetime | None:
+    """The earliest upcoming slot of any stream: when beat should look again."""
+    earliest: datetime | None = conn.execute(
+        sa.select(sa.func.min(streams.c.next_scheduled_run))
+    ).scalar()
+    return earliest
+
+
+def advance(conn: Connection, moves: Sequence[Mapping[str, Any]]) -> None:
+    """Set next (and, where a run fired, last) scheduled run for many streams at once."""
+    if not moves:
+        return
+    statement = (
+        sa.update(streams)
+        .where(streams.c.id == sa.bindparam("b_id"))
+        .values(
+            next_scheduled_run=sa.bindparam("b_next"),
+            last_scheduled_run=sa.func.coalesce(
+                sa.bindparam("b_last", type_=sa.DateTime(timezone=True)),
+                streams.c.last_scheduled_run,
+            ),
+            updated_at=sa.func.now(),
+        )
+    )
+    conn.execute(statement, list(moves))
+
+
+def record_ticks(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """One row per slot; a slot recorded before (a duplicate tick) keeps its first record."""
+    if rows:
+        statement = pg_insert(ticks).on_conflict_do_nothing(
+            index_elements=[ticks.c.stream_id, ticks.c.scheduled_for]
+        )
+        conn.execute(statement, list(rows))

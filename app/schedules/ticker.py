@@ -1,0 +1,118 @@
+"""Beat's tick: claim the due streams in Postgres, record their slots, create their runs.
+
+One transaction per batch: lock the due streams (FOR UPDATE SKIP LOCKED, so a second beat
+finds nothing), look up their live runs, plan each stream (app/schedules/planner.py), then
+insert runs and ticks and advance `next_scheduled_run`, all set-based. The runs are
+published after the commit; a publish that fails is made good by the housekeeping sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Connection, Row
+
+from app import db
+from app.runs import dispatch
+from app.runs import store as runs_store
+from app.schedules.config import ScheduleConfig
+from app.schedules.planner import LiveRun, Plan, plan
+from app.settings import get_settings
+from app.states import RunType
+from app.streams import store as streams_store
+
+log = logging.getLogger(__name__)
+
+BATCH = 1000
+
+
+@dataclass(frozen=True)
+class TickReport:
+    streams: int  # due streams handled
+    fired: int  # runs created and published
+    next_due: datetime | None  # the earliest slot still ahead
+
+
+def tick(now: datetime | None = None, max_batches: int = 20) -> TickReport:
+    """Handle every stream due at `now` (in batches), then say when the next one is due."""
+    now = now or datetime.now(UTC)
+    streams = fired = 0
+    for _ in range(max_batches):
+        handled, run_ids = _batch(now)
+        fired += dispatch.publish_many(run_ids)
+        streams += handled
+        if handled < BATCH:
+            break
+    with db.unit_of_work() as conn:
+        next_due = streams_store.next_due(conn)
+    return TickReport(streams, fired, next_due)
+
+
+def _batch(now: datetime) -> tuple[int, list[uuid.UUID]]:
+    grace = timedelta(seconds=get_settings().misfire_grace_seconds)
+    with db.unit_of_work() as conn:
+        due = streams_store.claim_due(conn, now, BATCH)
+        if not due:
+            return 0, []
+        live = runs_store.live_by_stream(conn, [stream.id for stream in due])
+        plans = [(stream, _plan(stream, now, live.get(stream.id), grace)) for stream in due]
+        run_ids = _persist(conn, plans)
+    log.log(
+        logging.INFO if run_ids else logging.DEBUG,
+        "tick: %d due stream(s), %d run(s) created",
+        len(due),
+        len(run_ids),
+    )
+    return len(due), run_ids
+
+
+def _plan(
+    stream: Row[Any], now: datetime, live: tuple[uuid.UUID, str] | None, grace: timedelta
+) -> Plan:
+    config = ScheduleConfig.model_validate(stream.schedule_config)
+    current = LiveRun(*live) if live is not None else None
+    return plan(config, stream.next_scheduled_run, now, current, grace)
+
+
+def _persist(conn: Connection, plans: list[tuple[Row[Any], Plan]]) -> list[uuid.UUID]:
+    max_attempts = get_settings().max_attempts
+    runs, ticks, moves = [], [], []
+    for stream, decided in plans:
+        run_id = uuid.uuid4() if decided.fire else None
+        if decided.fire:
+            runs.append(_scheduled_run(stream, run_id, decided, max_attempts))
+        ticks += [
+            {
+                "stream_id": stream.id,
+                "scheduled_for": tick_.scheduled_for,
+                "outcome": tick_.outcome,
+                "execution_id": run_id if tick_.outcome == "fired" else None,
+                "reason": tick_.reason,
+            }
+            for tick_ in decided.ticks
+        ]
+        moves.append({"b_id": stream.id, "b_next": decided.next_run, "b_last": decided.fire})
+    created = runs_store.insert_scheduled(conn, runs)
+    streams_store.record_ticks(conn, ticks)
+    streams_store.advance(conn, moves)
+    return created
+
+
+def _scheduled_run(
+    stream: Row[Any], run_id: uuid.UUID | None, decided: Plan, max_attempts: int
+) -> dict[str, Any]:
+    return {
+        "id": run_id,
+        "workspace_id": stream.workspace_id,
+        "stream_id": stream.id,
+        "run_type": RunType.SCHEDULED.value,
+        "scheduled_for": decided.fire,
+        "pipeline": stream.pipeline,
+        "params": stream.params,
+        "max_attempts": max_attempts,
+        "after_run": decided.after_run,
+    }

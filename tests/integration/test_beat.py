@@ -1,0 +1,214 @@
+"""`celery -A app beat` as a real process: firing, leadership, Redis loss, pausing, overlap.
+
+Each test gives its processes a queue prefix of their own, so its beat's lock, its queues and
+its workers are its alone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from itertools import pairwise
+from typing import Any
+
+import redis
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from app import db
+from app.models import pipeline_executions, research_streams, schedule_ticks
+from tests.fixtures.services import wait_for
+
+
+def _prefix() -> dict[str, str]:
+    return {"RUNWAY_QUEUE_PREFIX": f"beat-{uuid.uuid4().hex[:8]}"}
+
+
+def _runs(stream_id: str) -> list[Any]:
+    with db.unit_of_work() as conn:
+        return conn.execute(
+            sa.select(pipeline_executions)
+            .where(pipeline_executions.c.stream_id == uuid.UUID(stream_id))
+            .order_by(pipeline_executions.c.scheduled_for)
+        ).all()
+
+
+def _ticks(stream_id: str) -> list[Any]:
+    with db.unit_of_work() as conn:
+        return conn.execute(
+            sa.select(schedule_ticks)
+            .where(schedule_ticks.c.stream_id == uuid.UUID(stream_id))
+            .order_by(schedule_ticks.c.scheduled_for)
+        ).all()
+
+
+def _leading(process: Any) -> bool:
+    return "beat: leading" in process.log()
+
+
+def test_beat_fires_interval_streams_and_a_worker_completes_them(
+    make_stream: Any, spawn: Any
+) -> None:
+    env = _prefix()
+    stream = make_stream(schedule_config={"interval_seconds": 1})
+    spawn("worker", "-c", "2", env=env)
+    spawn("beat", env=env)
+
+    def completed() -> list[Any]:
+        return [run for run in _runs(stream["id"]) if run.status == "completed"]
+
+    runs = wait_for(lambda: len(completed()) >= 4 and completed(), 20, "four completed runs")
+    assert all(run.run_type == "scheduled" for run in runs)
+    slots = [run.scheduled_for for run in runs]
+    assert all((b - a) % timedelta(seconds=1) == timedelta(0) for a, b in pairwise(slots))
+    # The first slot may have come due while beat was starting; the others are on time.
+    lags = [(run.created_at - run.scheduled_for).total_seconds() for run in runs[1:]]
+    assert max(lags) < 0.5, lags
+    fired = {t.execution_id for t in _ticks(stream["id"]) if t.outcome == "fired"}
+    assert {run.id for run in runs} <= fired
+
+
+def test_two_beats_one_leads_and_no_slot_runs_twice(make_stream: Any, spawn: Any) -> None:
+    env = _prefix()
+    streams = [
+        make_stream(schedule_config={"interval_seconds": 1, "overlap": "allow"}) for _ in range(5)
+    ]
+    first, second = spawn("beat", env=env), spawn("beat", env=env)
+    wait_for(lambda: sum(len(_runs(s["id"])) for s in streams) >= 25, 20, "25 scheduled runs")
+
+    assert _leading(first) != _leading(second)
+    with db.unit_of_work() as conn:
+        slots = conn.execute(
+            sa.select(pipeline_executions.c.stream_id, pipeline_executions.c.scheduled_for)
+        ).all()
+    assert len(slots) == len(set(slots))
+
+    leader = first if _leading(first) else second
+    leader.stop()
+    standby = second if leader is first else first
+    before = sum(len(_runs(s["id"])) for s in streams)
+    wait_for(lambda: _leading(standby), 45, "the standby to lead")
+    wait_for(
+        lambda: sum(len(_runs(s["id"])) for s in streams) >= before + 10,
+        15,
+        "runs from the new leader",
+    )
+
+
+def test_flushdb_while_beat_runs_schedules_go_on_in_the_same_process(
+    make_stream: Any, spawn: Any, redis_client: redis.Redis
+) -> None:
+    env = _prefix()
+    stream = make_stream(schedule_config={"interval_seconds": 1, "overlap": "allow"})
+    beat = spawn("beat", env=env)
+    wait_for(lambda: len(_runs(stream["id"])) >= 2, 15, "runs before the flush")
+    sweep_key = f"{env['RUNWAY_QUEUE_PREFIX']}:redbeat:runway-sweep"
+    wait_for(lambda: redis_client.exists(sweep_key), 10, "the sweep entry")
+
+    redis_client.flushdb()
+    flushed_at = len(_runs(stream["id"]))
+
+    wait_for(lambda: len(_runs(stream["id"])) >= flushed_at + 3, 15, "runs after the flush")
+    assert beat.alive()
+    wait_for(lambda: redis_client.exists(sweep_key), 10, "the sweep entry to be re-created")
+    assert "lost the lead" in beat.log()
+
+
+def test_pausing_stops_runs_at_once(
+    api: TestClient, auth: dict[str, str], make_stream: Any, spawn: Any
+) -> None:
+    env = _prefix()
+    stream = make_stream(schedule_config={"interval_seconds": 1, "overlap": "allow"})
+    clock = make_stream(schedule_config={"interval_seconds": 1, "overlap": "allow"})
+    spawn("beat", env=env)
+    wait_for(lambda: len(_runs(stream["id"])) >= 2, 15, "runs before pausing")
+
+    paused = api.patch(
+        f"/streams/{stream['id']}", json={"schedule_config": {"enabled": False}}, headers=auth
+    )
+    assert paused.json()["next_scheduled_run"] is None
+    count = len(_runs(stream["id"]))
+    ticks_then = len(_runs(clock["id"]))
+    # The other stream is the clock: three more of its slots means beat ticked past ours.
+    wait_for(lambda: len(_runs(clock["id"])) >= ticks_then + 3, 15, "three more ticks")
+    assert len(_runs(stream["id"])) == count
+
+
+def test_overlap_skip_never_lets_two_runs_of_a_stream_overlap(make_stream: Any, spawn: Any) -> None:
+    env = _prefix()
+    stream = make_stream(
+        "builtin.sleep", params={"seconds": 2.5}, schedule_config={"interval_seconds": 1}
+    )
+    spawn("worker", "-c", "3", env=env)
+    spawn("beat", env=env)
+
+    wait_for(
+        lambda: len([r for r in _runs(stream["id"]) if r.status == "completed"]) >= 2,
+        30,
+        "two completed runs",
+    )
+    runs = [r for r in _runs(stream["id"]) if r.status == "completed"]
+    spans = sorted((run.started_at, run.completed_at) for run in runs)
+    assert all(
+        end <= next_start for (_, end), (next_start, _) in pairwise(spans)
+    )
+    outcomes = {t.outcome for t in _ticks(stream["id"])}
+    assert "skipped_overlap" in outcomes
+
+
+def test_busy_workers_do_not_delay_other_streams_scheduling(make_stream: Any, spawn: Any) -> None:
+    env = _prefix()
+    hog = make_stream(
+        "builtin.sleep",
+        params={"seconds": 60},
+        schedule_config={"interval_seconds": 1, "overlap": "allow"},
+    )
+    other = make_stream(schedule_config={"interval_seconds": 1})
+    spawn("worker", "-c", "1", env=env)
+    spawn("beat", env=env)
+    wait_for(lambda: any(r.status == "running" for r in _runs(hog["id"])), 20, "the hog to run")
+
+    wait_for(lambda: len(_ticks(other["id"])) >= 5, 15, "five slots of the other stream")
+    ticks = _ticks(other["id"])
+    lags = [(t.created_at - t.scheduled_for).total_seconds() for t in ticks]
+    assert max(lags) < 1.0, lags
+    assert {t.outcome for t in ticks} <= {"fired", "skipped_overlap"}
+    pending = [r for r in _runs(other["id"]) if r.status == "pending"]
+    assert pending, "the other stream's run waits behind the hog, but it was created on time"
+
+
+def test_auto_pause_after_consecutive_failures(
+    api: TestClient, auth: dict[str, str], make_stream: Any, spawn: Any
+) -> None:
+    env = _prefix()
+    stream = make_stream(
+        "builtin.fail", schedule_config={"interval_seconds": 1, "pause_after_failures": 2}
+    )
+    spawn("worker", "-c", "2", env=env)
+    spawn("beat", env=env)
+
+    shown = wait_for(
+        lambda: (
+            (s := api.get(f"/streams/{stream['id']}", headers=auth).json())["paused_reason"] and s
+        ),
+        30,
+        "the stream to pause itself",
+    )
+    assert shown["schedule_config"]["enabled"] is False
+    assert shown["next_scheduled_run"] is None
+    assert "2 consecutive failed" in shown["paused_reason"]
+    failed = [r for r in _runs(stream["id"]) if r.status == "failed"]
+    assert len(failed) >= 2
+
+    resumed = api.patch(
+        f"/streams/{stream['id']}", json={"schedule_config": {"enabled": True}}, headers=auth
+    ).json()
+    assert resumed["paused_reason"] is None
+    assert resumed["next_scheduled_run"] is not None
+    with db.unit_of_work() as conn:
+        row = conn.execute(
+            sa.select(research_streams.c.paused_reason).where(
+                research_streams.c.id == uuid.UUID(stream["id"])
+            )
+        ).scalar()
+    assert row is None
