@@ -27,7 +27,11 @@ def _load_pipelines(**_: Any) -> None:
 
 @signals.worker_process_init.connect
 def _init_process(**_: Any) -> None:
+    """A prefork child: its own engine, and leave to interrupt or end its own runs."""
+    from app.runs import executor  # the executor publishes through this module's app
+
     db.init()
+    executor.supervisor().allow_termination()
 
 
 @signals.worker_process_shutdown.connect

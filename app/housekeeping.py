@@ -1,19 +1,71 @@
-"""The housekeeping sweep: rescue runs whose worker died, publish runs whose message was lost."""
+"""The housekeeping sweep, run by the leading beat every RUNWAY_SWEEP_SECONDS.
+
+1. Rescue: running runs whose heartbeat is older than RUNWAY_LEASE_SECONDS lost their
+   worker; they go back to retrying (and are published at once), or end failed or
+   cancelled. A late write from the old worker loses to the attempt fence.
+2. Re-publish: pending or retrying runs that nobody claimed for a lease are published
+   again, but only while their queue is empty. An empty queue with unclaimed runs means
+   their messages were lost (Redis restarted, a publish failed); a busy queue means they are
+   merely waiting, and publishing them again would only double the backlog.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 
+import redis
+
+from app import db
+from app.runs import dispatch, store
+from app.schedules import pausing
+from app.settings import get_settings
+from app.states import RunStatus, RunType
+
 log = logging.getLogger(__name__)
+
+BATCH = 1000
 
 
 @dataclass(frozen=True)
 class SweepReport:
     rescued: int = 0
-    failed: int = 0
     republished: int = 0
 
 
 def sweep() -> SweepReport:
-    return SweepReport()
+    report = SweepReport(rescued=rescue(), republished=republish())
+    if report.rescued or report.republished:
+        log.info("sweep: rescued %d run(s), re-published %d", report.rescued, report.republished)
+    return report
+
+
+def rescue() -> int:
+    with db.hot_connection() as conn:
+        rescued = store.rescue_expired(conn, get_settings().lease_seconds, BATCH)
+    for run in rescued:
+        log.warning("run %s lost its worker: now %s", run.id, run.status)
+    dispatch.publish_many(run.id for run in rescued if run.status is RunStatus.RETRYING)
+    dispatch.publish_many(waiting for run in rescued for waiting in run.released)
+    for run in rescued:
+        if run.status is RunStatus.FAILED and run.run_type == RunType.SCHEDULED:
+            pausing.after_failed_run(run.stream_id)
+    return len(rescued)
+
+
+def republish() -> int:
+    settings = get_settings()
+    if queue_depth(settings.runs_queue) > 0:
+        return 0
+    with db.hot_connection() as conn:
+        lost = store.take_unclaimed(conn, settings.lease_seconds, BATCH)
+    return dispatch.publish_many(lost)
+
+
+def queue_depth(queue: str) -> int:
+    """Messages waiting in a queue (Redis keeps each queue as a list under its name)."""
+    client = redis.Redis.from_url(get_settings().redis_url, socket_timeout=5)
+    try:
+        return int(client.llen(queue))
+    finally:
+        client.close()

@@ -72,9 +72,15 @@ class Settings(BaseSettings):
     def control_queue(self) -> str:
         return f"{self.queue_prefix}.control"
 
+    visibility_timeout_seconds: float | None = Field(
+        None, ge=1, validation_alias=_env("RUNWAY_BROKER_VISIBILITY_TIMEOUT")
+    )
+
     @property
     def broker_visibility_timeout(self) -> float:
         """Longer than any run may take, so a healthy long run is not delivered twice."""
+        if self.visibility_timeout_seconds is not None:
+            return self.visibility_timeout_seconds
         return max(self.run_time_limit_seconds, self.retry_max_seconds) + 600
 
 

@@ -25,8 +25,8 @@ from app.errors import Cancelled, PermanentError
 from app.pipelines import registry
 from app.pipelines.context import RunContext
 from app.runs import dispatch, store
-from app.runs.heartbeat import Heartbeats
 from app.runs.outcome import Outcome, RetryPolicy
+from app.runs.supervisor import Supervisor
 from app.schedules import pausing
 from app.settings import get_settings
 from app.states import RunStatus, RunType
@@ -39,8 +39,9 @@ DATABASE_RETRY_DELAYS = (0.2, 0.5, 1, 2, 4, 8)
 
 
 @cache
-def heartbeats() -> Heartbeats:
-    return Heartbeats(get_settings().heartbeat_seconds)
+def supervisor() -> Supervisor:
+    settings = get_settings()
+    return Supervisor(settings.heartbeat_seconds, settings.cancel_grace_seconds)
 
 
 @cache
@@ -56,17 +57,32 @@ def execute(run_id: UUID, worker: str) -> RunStatus | None:
         log.info("run %s not claimable (duplicate delivery, cancelled or finished)", run_id)
         return None
     context = _context(claimed)
-    with heartbeats().track(run_id, claimed.attempt, context.cancel_event):
+
+    def terminate(how: str) -> None:
+        _conclude(claimed, _terminated(context, how))
+
+    limits = registry.limits(claimed.pipeline, get_settings())
+    with supervisor().track(run_id, claimed.attempt, context.cancel_event, limits, terminate):
         outcome = attempt(context)
-    finished = _with_database(lambda conn: store.finish(conn, run_id, claimed.attempt, outcome))
+    return _conclude(claimed, outcome)
+
+
+def _conclude(claimed: store.Claimed, outcome: Outcome) -> RunStatus | None:
+    """Write how the attempt ended (fenced by its number), then set its consequences going."""
+    finished = _with_database(lambda conn: store.finish(conn, claimed.id, claimed.attempt, outcome))
     if finished is None:
-        log.info(
-            "run %s attempt %s was taken over; its outcome is dropped", run_id, claimed.attempt
-        )
+        log.info("run %s attempt %s was taken over; outcome dropped", claimed.id, claimed.attempt)
         return None
     _after(claimed, finished, outcome)
-    log.info("run %s attempt %s ended %s", run_id, claimed.attempt, finished.status)
+    log.info("run %s attempt %s ended %s", claimed.id, claimed.attempt, finished.status)
     return finished.status
+
+
+def _terminated(context: RunContext, how: str) -> Outcome:
+    if how == "cancelled":
+        return Outcome.cancelled("cancelled on request; the run ignored it and was terminated")
+    error = TimeoutError("the run exceeded its hard time limit and was terminated")
+    return retry_policy().decide(error, "timeout", context.attempt, context.max_attempts)
 
 
 def _after(claimed: store.Claimed, finished: store.Finished, outcome: Outcome) -> None:

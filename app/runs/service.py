@@ -94,7 +94,9 @@ def cancel(workspace_id: UUID, run_id: UUID) -> Row[Any]:
         if row is None:
             current = _run(conn, workspace_id, run_id)
             raise Conflict(f"run {run_id} is already {current.status}")
-        return row
+        released = store.waiting_on(conn, run_id) if row.status == RunStatus.CANCELLED else []
+    dispatch.publish_many(released)
+    return row
 
 
 def retry(workspace_id: UUID, run_id: UUID) -> Row[Any]:

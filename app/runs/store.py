@@ -45,7 +45,7 @@ def insert_scheduled(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> lis
         insert(runs)
         .on_conflict_do_nothing(
             index_elements=[runs.c.stream_id, runs.c.scheduled_for],
-            index_where=runs.c.run_type == "scheduled",
+            index_where=sa.text("run_type = 'scheduled'"),
         )
         .returning(runs.c.id)
     )
@@ -167,7 +167,7 @@ UPDATE pipeline_executions p
    SET heartbeat_at = now()
   FROM unnest(%(ids)s::uuid[], %(attempts)s::int[]) AS beat(id, attempt)
  WHERE p.id = beat.id AND p.attempt = beat.attempt AND p.status = 'running'
-RETURNING p.id, p.cancel_requested_at IS NOT NULL
+RETURNING p.id, extract(epoch FROM now() - p.cancel_requested_at)::float8
 """
 
 _PROGRESS = """
@@ -229,11 +229,11 @@ def finish(conn: HotConnection, run_id: UUID, attempt: int, outcome: Outcome) ->
     return None if row is None else Finished(RunStatus(row[0]), row[1])
 
 
-def heartbeat(conn: HotConnection, beats: Mapping[UUID, int]) -> dict[UUID, bool]:
+def heartbeat(conn: HotConnection, beats: Mapping[UUID, int]) -> dict[UUID, float | None]:
     """Touch the running attempts in `beats` (run id -> attempt) in one statement.
 
-    Returns, for each attempt that still owns its row, whether a cancel was requested;
-    an id missing from the answer has lost its row.
+    Returns, for each attempt that still owns its row, how many seconds ago a cancel was
+    requested (None: it was not); an id missing from the answer has lost its row.
     """
     if not beats:
         return {}
@@ -248,6 +248,85 @@ def set_progress(
     parameters = {"run_id": run_id, "attempt": attempt, "progress": Jsonb(dict(progress))}
     row = conn.execute(_PROGRESS, parameters).fetchone()
     return None if row is None else bool(row[0])
+
+
+# Rescue: a running run whose heartbeat is older than the lease lost its worker. It goes back
+# to retrying (the attempt counts), fails when attempts are used up, or ends cancelled if a
+# cancel was asked for. One statement for all of them; a worker that is in fact alive finds
+# its row gone at its next heartbeat and stops.
+_RESCUE = f"""
+WITH lost AS (
+    SELECT id FROM pipeline_executions
+     WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => %(lease)s)
+     ORDER BY heartbeat_at
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED)
+UPDATE pipeline_executions p
+   SET status = CASE WHEN p.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                     WHEN p.attempt >= p.max_attempts THEN 'failed'
+                     ELSE 'retrying' END,
+       error = CASE WHEN p.cancel_requested_at IS NOT NULL THEN 'cancelled on request'
+                    ELSE format('worker %%s stopped answering: no heartbeat for %%s s',
+                                p.worker, %(lease)s) END,
+       error_type = CASE WHEN p.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                         ELSE 'lease_expired' END,
+       completed_at = CASE WHEN p.cancel_requested_at IS NOT NULL
+                             OR p.attempt >= p.max_attempts THEN now() END,
+       next_attempt_at = now(), heartbeat_at = NULL, updated_at = now()
+  FROM lost
+ WHERE p.id = lost.id AND p.status = 'running'
+RETURNING p.id, p.status, p.stream_id, p.run_type,
+          ARRAY(SELECT waiting.id FROM pipeline_executions waiting
+                 WHERE waiting.after_run = p.id AND waiting.status = 'pending'
+                   AND p.status IN ({_quoted(tuple(TERMINAL))}))
+"""
+
+
+@dataclass(frozen=True)
+class Rescued:
+    id: UUID
+    status: RunStatus
+    stream_id: UUID
+    run_type: str
+    released: list[UUID]
+
+
+def rescue_expired(conn: HotConnection, lease_seconds: float, limit: int) -> list[Rescued]:
+    rows = conn.execute(_RESCUE, {"lease": lease_seconds, "limit": limit}).fetchall()
+    return [Rescued(row[0], RunStatus(row[1]), row[2], row[3], row[4]) for row in rows]
+
+
+# Runs waiting for a worker that nobody claimed for a lease: the candidates to publish again
+# (the caller does so only when their queue is empty). Touching updated_at spaces the tries.
+_UNCLAIMED = f"""
+WITH stale AS (
+    SELECT id FROM pipeline_executions w
+     WHERE status IN ({_quoted(CLAIMABLE)})
+       AND updated_at < now() - make_interval(secs => %(lease)s)
+       AND coalesce(next_attempt_at, updated_at) < now() - make_interval(secs => %(lease)s)
+       AND (after_run IS NULL OR NOT EXISTS (
+            SELECT 1 FROM pipeline_executions ahead
+             WHERE ahead.id = w.after_run AND ahead.status IN ({_quoted(LIVE)})))
+     ORDER BY created_at
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED)
+UPDATE pipeline_executions p SET updated_at = now()
+  FROM stale WHERE p.id = stale.id AND p.status IN ({_quoted(CLAIMABLE)})
+RETURNING p.id
+"""
+
+
+def take_unclaimed(conn: HotConnection, lease_seconds: float, limit: int) -> list[UUID]:
+    rows = conn.execute(_UNCLAIMED, {"lease": lease_seconds, "limit": limit}).fetchall()
+    return [row[0] for row in rows]
+
+
+def waiting_on(conn: Connection, run_id: UUID) -> list[UUID]:
+    """Runs queued behind `run_id` (overlap "queue") that may start now that it ended."""
+    statement = sa.select(runs.c.id).where(
+        runs.c.after_run == run_id, runs.c.status == RunStatus.PENDING
+    )
+    return list(conn.execute(statement).scalars())
 
 
 def request_cancel(conn: Connection, run_id: UUID, workspace_id: UUID) -> Row[Any] | None:

@@ -4,7 +4,8 @@ On every tick the leader
 - runs RedBeat's own entries (housekeeping, app/schedules/entries.py), executing them
   here in beat, on a thread of their own, so they never wait behind pipeline runs;
 - calls the ticker, which claims the due streams in Postgres and creates their runs;
-- sleeps until the next stream is due, at most RUNWAY_TICK_SECONDS.
+- sleeps until the next stream is due: at most RUNWAY_TICK_SECONDS, and at least a fifth
+  of it, so streams due close together are claimed together.
 A beat that is not leading (another holds the lock, or Redis lost it) keeps trying to
 take the lock instead of exiting. Becoming leader re-creates RedBeat's entries, so a Redis
 that restarted empty gets them back.
@@ -28,6 +29,10 @@ from app.settings import get_settings
 
 log = logging.getLogger(__name__)
 
+# Beat sleeps until the next stream is due, but at least tick_seconds / this: streams due
+# close together are claimed in one tick.
+MIN_SLEEP_FRACTION = 5
+
 
 class RunwayScheduler(RedBeatScheduler):  # type: ignore[misc]
     lock: Any = None
@@ -36,6 +41,7 @@ class RunwayScheduler(RedBeatScheduler):  # type: ignore[misc]
         super().__init__(app, **kwargs)
         self.tick_seconds = get_settings().tick_seconds
         self._entries_ready = False
+        self._redbeat_due = 0.0
         self._local: dict[str, Future[Any]] = {}
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="runway-housekeeping")
 
@@ -47,11 +53,20 @@ class RunwayScheduler(RedBeatScheduler):  # type: ignore[misc]
         try:
             if not self._lead():
                 return self.tick_seconds
-            redbeat_wait = float(super().tick(**kwargs))
+            self._tick_redbeat(**kwargs)
         except (LockError, RedisError) as error:
             self._lose(error)
             return self.tick_seconds
-        return min(redbeat_wait, self._tick_streams())
+        wait = min(self._tick_streams(), self._redbeat_due - time.monotonic())
+        return max(self.tick_seconds / MIN_SLEEP_FRACTION, wait)
+
+    def _tick_redbeat(self, **kwargs: Any) -> None:
+        """RedBeat's own tick (extend the lock, run due entries), only when it has work:
+        its next entry is due, or the lock wants extending."""
+        if time.monotonic() < self._redbeat_due:
+            return
+        wait = float(super().tick(**kwargs))
+        self._redbeat_due = time.monotonic() + min(wait, self.lock_timeout / 3)
 
     def _lead(self) -> bool:
         """Hold the lock, or try once to take it (never blocking); set up entries on taking it."""
@@ -65,6 +80,7 @@ class RunwayScheduler(RedBeatScheduler):  # type: ignore[misc]
         if not self._entries_ready:
             super().setup_schedule()
             self._entries_ready = True
+            self._redbeat_due = 0.0
             log.info("beat: leading (holds %s)", self.lock_key)
         return True
 
@@ -86,7 +102,7 @@ class RunwayScheduler(RedBeatScheduler):  # type: ignore[misc]
         if report.next_due is None:
             return self.tick_seconds
         until = (report.next_due - datetime.now(UTC)).total_seconds()
-        return max(self.tick_seconds / 10, min(self.tick_seconds, until))
+        return min(self.tick_seconds, until)
 
     def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **kw: Any) -> Any:
         """Housekeeping entries run here in beat, one at a time each; others are sent as usual."""

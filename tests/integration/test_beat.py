@@ -149,9 +149,7 @@ def test_overlap_skip_never_lets_two_runs_of_a_stream_overlap(make_stream: Any, 
     )
     runs = [r for r in _runs(stream["id"]) if r.status == "completed"]
     spans = sorted((run.started_at, run.completed_at) for run in runs)
-    assert all(
-        end <= next_start for (_, end), (next_start, _) in pairwise(spans)
-    )
+    assert all(end <= next_start for (_, end), (next_start, _) in pairwise(spans))
     outcomes = {t.outcome for t in _ticks(stream["id"])}
     assert "skipped_overlap" in outcomes
 
