@@ -20,6 +20,13 @@ broker_transport_options = {
     "socket_keepalive": True,
     "health_check_interval": 25,
 }
+if _settings.broker_restore_seconds is not None:
+    # How often unacked messages older than the visibility timeout are re-delivered
+    # (kombu's default is roughly every 100 s). Runway's sweep does not depend on it.
+    broker_transport_options |= {
+        "unacked_restore_interval": _settings.broker_restore_seconds,
+        "unacked_restore_throttle": 1,
+    }
 # Keep in-flight runs running when Redis blips; their rows decide what happens next.
 worker_cancel_long_running_tasks_on_connection_loss = False
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from celery import Celery, signals
@@ -22,7 +23,13 @@ def _setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
 
 @signals.worker_init.connect
 def _load_pipelines(**_: Any) -> None:
-    registry.load(get_settings().pipelines)
+    """A worker without its pipelines would fail every run: refuse to start instead.
+    (Celery swallows exceptions from signal handlers, but not SystemExit.)"""
+    try:
+        registry.load(get_settings().pipelines)
+    except registry.PluginError as error:
+        print(f"runway worker: {error}", file=sys.stderr)
+        raise SystemExit(1) from error
 
 
 @signals.worker_process_init.connect

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     visibility_timeout_seconds: float | None = Field(
         None, ge=1, validation_alias=_env("RUNWAY_BROKER_VISIBILITY_TIMEOUT")
     )
+    broker_restore_seconds: int | None = Field(
+        None, ge=1, validation_alias=_env("RUNWAY_BROKER_RESTORE_SECONDS")
+    )
 
     @property
     def broker_visibility_timeout(self) -> float:

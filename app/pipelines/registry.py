@@ -58,10 +58,17 @@ def limits(name: str, settings: Settings) -> Limits:
     return Limits(soft, max(hard, soft))
 
 
+class PluginError(ImportError):
+    """A module named in RUNWAY_PIPELINES could not be imported."""
+
+
 def load(modules: Iterable[str] = ()) -> None:
     """Import the built-ins and the given plug-in modules (each registers its pipelines)."""
     for module in (*BUILTIN_MODULES, *modules):
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise PluginError(f"RUNWAY_PIPELINES: cannot import {module!r}: {error}") from error
 
 
 def names() -> list[str]:

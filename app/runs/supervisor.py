@@ -126,13 +126,16 @@ class Supervisor:
                 self._interrupt(run_id)
 
     def _notice(self, run_id: UUID, why: str, cancel_age: float | None) -> None:
+        """Tell the run to stop; a cancel also starts its grace (the progress path may
+        have set the event already, but only heartbeats arm the deadline)."""
         with self._lock:
             tracked = self._runs.get(run_id)
-        if tracked is None or tracked.cancel_event.is_set():
+        if tracked is None:
             return
-        log.info("run %s must stop: %s", run_id, why)
-        tracked.cancel_event.set()
-        if cancel_age is not None:
+        if not tracked.cancel_event.is_set():
+            log.info("run %s must stop: %s", run_id, why)
+            tracked.cancel_event.set()
+        if cancel_age is not None and tracked.cancel_deadline is None:
             remaining = max(0.0, self.cancel_grace_seconds - cancel_age)
             tracked.cancel_deadline = time.monotonic() + remaining
 

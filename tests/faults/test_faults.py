@@ -205,7 +205,7 @@ def test_run_longer_than_the_visibility_timeout_never_runs_twice_at_once(
     redis_client: redis.Redis,
 ) -> None:
     stream = make_stream("test.work", params={"seconds": 12})
-    short = {"RUNWAY_BROKER_VISIBILITY_TIMEOUT": "2"}
+    short = {"RUNWAY_BROKER_VISIBILITY_TIMEOUT": "2", "RUNWAY_BROKER_RESTORE_SECONDS": "1"}
     worker = spawn("worker", "--pool", "prefork", "-c", "3", env=short)
     started = time.monotonic()
     [run_id] = create_runs(workspace_id, UUID(stream["id"]), 1)

@@ -29,3 +29,9 @@ def test_prefork_worker_process_runs_runs(make_stream: Any, spawn: Any) -> None:
         assert row.worker.startswith(worker.name)
         assert row.result == {"slept_seconds": 0.3}
         assert row.progress == {"percent": 100.0, "message": "slept 0.3s"}
+
+
+def test_worker_refuses_to_start_without_its_pipelines(spawn: Any) -> None:
+    worker = spawn("worker", env={"RUNWAY_PIPELINES": "acme.missing"}, ready=False)
+    assert worker.wait(60) == 1
+    assert "cannot import 'acme.missing'" in worker.log()
