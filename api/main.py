@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.limits import BodyLimit
-from api.routes import health, runs, streams
+from api.routes import health, operations, runs, streams
 from app import db, logs
 from app.pipelines import registry
 from app.settings import get_settings
@@ -32,7 +32,7 @@ def create_app() -> FastAPI:
     api = FastAPI(title="Runway", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     api.add_middleware(BodyLimit, max_bytes=get_settings().max_body_bytes)
     errors.install(api)
-    for module in (streams, runs, health):
+    for module in (streams, runs, operations, health):
         api.include_router(module.router)
     return api
 

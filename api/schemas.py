@@ -113,3 +113,37 @@ class Health(BaseModel):
     status: Literal["ok", "degraded"]
     database: Literal["ok", "unavailable"]
     broker: Literal["ok", "unavailable"]
+
+
+class StatusOut(BaseModel):
+    pending_count: int
+    running_count: int
+    retrying_count: int
+    completed_count: int
+    failed_count: int
+    cancelled_count: int
+    total_count: int
+    is_processing: bool = Field(description="Runs are waiting, running or retrying.")
+    recent_failures: list[RunOut] = Field(description="The ten latest failed runs.")
+
+
+class WorkerOut(BaseModel):
+    name: str
+    active: int = Field(description="Tasks running now.")
+    processed: int = Field(description="Tasks received since the worker started.")
+
+
+class WorkersOut(BaseModel):
+    online_count: int
+    workers: list[WorkerOut]
+
+
+class CleanupIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["failed", "cancelled", "completed"]
+    older_than_days: int = Field(ge=0, le=36500)
+
+
+class CleanupOut(BaseModel):
+    deleted: int

@@ -8,9 +8,9 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Query, Response, status
 
 from api.deps import WorkspaceDep
-from api.schemas import RunCreate, RunOut, RunPage, RunStatusName
+from api.schemas import CleanupIn, CleanupOut, RunCreate, RunOut, RunPage, RunStatusName
 from app.runs import service
-from app.states import RunType
+from app.states import RunStatus, RunType
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
@@ -48,6 +48,13 @@ def list_runs(
     filters: dict[str, Any] = {name: value for name, value in wanted.items() if value is not None}
     found = service.page(workspace, filters, cursor, limit)
     return RunPage(items=[RunOut.of(row) for row in found.items], next_cursor=found.next_cursor)
+
+
+@router.post("/cleanup")
+def cleanup_runs(body: CleanupIn, workspace: WorkspaceDep) -> CleanupOut:
+    """Delete this workspace's runs that ended with `status` more than `older_than_days` ago."""
+    deleted = service.cleanup(workspace, RunStatus(body.status), body.older_than_days)
+    return CleanupOut(deleted=deleted)
 
 
 @router.get("/{run_id}")

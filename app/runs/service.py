@@ -7,7 +7,7 @@ import base64
 import binascii
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -123,6 +123,27 @@ def retry(workspace_id: UUID, run_id: UUID) -> Row[Any]:
     assert row is not None
     dispatch.publish(row.id)
     return row
+
+
+@dataclass(frozen=True)
+class Status:
+    counts: dict[str, int]
+    recent_failures: Sequence[Row[Any]]
+
+
+def status(workspace_id: UUID) -> Status:
+    with db.unit_of_work() as conn:
+        counts = store.counts_by_status(conn, workspace_id)
+        failures = store.recent_failures(conn, workspace_id, 10)
+    return Status({state.value: counts.get(state.value, 0) for state in RunStatus}, failures)
+
+
+def cleanup(workspace_id: UUID, status: RunStatus, older_than_days: int) -> int:
+    """Delete ended runs of one status, older than the given number of days."""
+    if not status.is_terminal:
+        raise InvalidInput("status", "only completed, failed or cancelled runs can be deleted")
+    with db.unit_of_work() as conn:
+        return store.delete_ended(conn, workspace_id, status, timedelta(days=older_than_days))
 
 
 def encode_cursor(row: Row[Any]) -> str:

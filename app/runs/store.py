@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -327,6 +327,37 @@ def waiting_on(conn: Connection, run_id: UUID) -> list[UUID]:
         runs.c.after_run == run_id, runs.c.status == RunStatus.PENDING
     )
     return list(conn.execute(statement).scalars())
+
+
+def counts_by_status(conn: Connection, workspace_id: UUID | None) -> dict[str, int]:
+    statement = sa.select(runs.c.status, sa.func.count()).group_by(runs.c.status)
+    if workspace_id is not None:
+        statement = statement.where(runs.c.workspace_id == workspace_id)
+    return {status: number for status, number in conn.execute(statement)}
+
+
+def recent_failures(conn: Connection, workspace_id: UUID, limit: int) -> Sequence[Row[Any]]:
+    statement = (
+        sa.select(*COLUMNS)
+        .where(runs.c.workspace_id == workspace_id, runs.c.status == RunStatus.FAILED)
+        .order_by(runs.c.completed_at.desc())
+        .limit(limit)
+    )
+    return conn.execute(statement).all()
+
+
+def delete_ended(
+    conn: Connection, workspace_id: UUID, status: RunStatus, older_than: timedelta
+) -> int:
+    """Delete a workspace's runs that ended with `status` more than `older_than` ago."""
+    if status not in TERMINAL:
+        raise ValueError(f"only ended runs are deleted, not {status}")
+    statement = sa.delete(runs).where(
+        runs.c.workspace_id == workspace_id,
+        runs.c.status == status,
+        runs.c.completed_at < sa.func.now() - older_than,
+    )
+    return conn.execute(statement).rowcount
 
 
 def request_cancel(conn: Connection, run_id: UUID, workspace_id: UUID) -> Row[Any] | None:

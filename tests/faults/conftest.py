@@ -13,7 +13,7 @@ import pytest
 from app.settings import get_settings
 from tests.fixtures.processes import LOGS
 
-REPORT = LOGS / "faults.jsonl"
+REPORT = LOGS / f"faults-{os.getpid()}.jsonl"
 
 
 @pytest.fixture

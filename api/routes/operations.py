@@ -1,0 +1,41 @@
+"""/status, /workers, /metrics: what an operator watches."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from api.deps import WorkspaceDep
+from api.schemas import RunOut, StatusOut, WorkerOut, WorkersOut
+from app import monitoring
+from app.runs import service
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/status")
+def get_status(workspace: WorkspaceDep) -> StatusOut:
+    found = service.status(workspace)
+    counts = found.counts
+    return StatusOut(
+        **{f"{state}_count": number for state, number in counts.items()},
+        total_count=sum(counts.values()),
+        is_processing=counts["pending"] + counts["running"] + counts["retrying"] > 0,
+        recent_failures=[RunOut.of(row) for row in found.recent_failures],
+    )
+
+
+@router.get("/workers")
+def get_workers(_: WorkspaceDep) -> WorkersOut:
+    found = monitoring.workers()
+    return WorkersOut(
+        online_count=len(found),
+        workers=[WorkerOut(name=w.name, active=w.active, processed=w.processed) for w in found],
+    )
+
+
+@router.get("/metrics", response_class=Response)
+def get_metrics(workspace: WorkspaceDep) -> Response:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(monitoring.WorkspaceMetrics(workspace))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
