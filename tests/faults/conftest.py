@@ -7,23 +7,31 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
+from uuid import UUID
 
 import pytest
+import redis
 
 from app.settings import get_settings
-from tests.fixtures.processes import LOGS
+from tests.faults.helpers import Scenario
+from tests.fixtures.processes import LOGS, Process
 
 REPORT = LOGS / f"faults-{os.getpid()}.jsonl"
 
 
 @pytest.fixture
-def isolated() -> Iterator[str]:
-    """Queues and RedBeat keys of this test's own, for it and every process it starts."""
-    prefix = f"fault-{uuid.uuid4().hex[:8]}"
+def scenario(
+    make_stream: Callable[..., dict[str, Any]],
+    workspace_id: UUID,
+    spawn: Callable[..., Process],
+    redis_client: redis.Redis,
+) -> Iterator[Scenario]:
+    """Queues and RedBeat keys of the scenario's own, for it and every process it starts."""
     previous = os.environ["RUNWAY_QUEUE_PREFIX"]
-    os.environ["RUNWAY_QUEUE_PREFIX"] = prefix
+    os.environ["RUNWAY_QUEUE_PREFIX"] = f"fault-{uuid.uuid4().hex[:8]}"
     get_settings.cache_clear()
-    yield prefix
+    LOGS.mkdir(parents=True, exist_ok=True)
+    yield Scenario(make_stream, workspace_id, spawn, redis_client, REPORT)
     os.environ["RUNWAY_QUEUE_PREFIX"] = previous
     get_settings.cache_clear()
 
@@ -32,31 +40,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     REPORT.unlink(missing_ok=True)
 
 
-@pytest.fixture
-def record() -> Callable[..., None]:
-    def write(scenario: str, runs: int, lost: int, twice: int, seconds: float) -> None:
-        LOGS.mkdir(parents=True, exist_ok=True)
-        line = {
-            "scenario": scenario,
-            "runs": runs,
-            "lost": lost,
-            "twice": twice,
-            "seconds": round(seconds, 1),
-        }
-        with REPORT.open("a") as out:
-            out.write(json.dumps(line) + "\n")
-
-    return write
-
-
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not REPORT.exists():
         return
     rows = [json.loads(line) for line in REPORT.read_text().splitlines()]
     terminalreporter.section("fault scenarios")
-    terminalreporter.write_line(
-        f"{'scenario':58} {'runs':>5} {'lost':>5} {'twice':>6} {'settled':>8}"
-    )
+    header = f"{'scenario':58} {'runs':>5} {'lost':>5} {'twice':>6} {'settled':>8}"
+    terminalreporter.write_line(header)
     for row in rows:
         terminalreporter.write_line(
             f"{row['scenario']:58} {row['runs']:5} {row['lost']:5} {row['twice']:6}"

@@ -16,30 +16,13 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from app import db
-from app.models import pipeline_executions, research_streams, schedule_ticks
+from app.models import pipeline_executions, research_streams
+from tests.fixtures.queries import runs_of, ticks_of
 from tests.fixtures.services import wait_for
 
 
 def _prefix() -> dict[str, str]:
     return {"RUNWAY_QUEUE_PREFIX": f"beat-{uuid.uuid4().hex[:8]}"}
-
-
-def _runs(stream_id: str) -> list[Any]:
-    with db.unit_of_work() as conn:
-        return conn.execute(
-            sa.select(pipeline_executions)
-            .where(pipeline_executions.c.stream_id == uuid.UUID(stream_id))
-            .order_by(pipeline_executions.c.scheduled_for)
-        ).all()
-
-
-def _ticks(stream_id: str) -> list[Any]:
-    with db.unit_of_work() as conn:
-        return conn.execute(
-            sa.select(schedule_ticks)
-            .where(schedule_ticks.c.stream_id == uuid.UUID(stream_id))
-            .order_by(schedule_ticks.c.scheduled_for)
-        ).all()
 
 
 def _leading(process: Any) -> bool:
@@ -55,7 +38,7 @@ def test_beat_fires_interval_streams_and_a_worker_completes_them(
     spawn("beat", env=env)
 
     def completed() -> list[Any]:
-        return [run for run in _runs(stream["id"]) if run.status == "completed"]
+        return [run for run in runs_of(stream["id"]) if run.status == "completed"]
 
     runs = wait_for(lambda: len(completed()) >= 4 and completed(), 20, "four completed runs")
     assert all(run.run_type == "scheduled" for run in runs)
@@ -64,7 +47,7 @@ def test_beat_fires_interval_streams_and_a_worker_completes_them(
     # The first slot may have come due while beat was starting; the others are on time.
     lags = [(run.created_at - run.scheduled_for).total_seconds() for run in runs[1:]]
     assert max(lags) < 0.5, lags
-    fired = {t.execution_id for t in _ticks(stream["id"]) if t.outcome == "fired"}
+    fired = {t.execution_id for t in ticks_of(stream["id"]) if t.outcome == "fired"}
     assert {run.id for run in runs} <= fired
 
 
@@ -74,7 +57,7 @@ def test_two_beats_one_leads_and_no_slot_runs_twice(make_stream: Any, spawn: Any
         make_stream(schedule_config={"interval_seconds": 1, "overlap": "allow"}) for _ in range(5)
     ]
     first, second = spawn("beat", env=env), spawn("beat", env=env)
-    wait_for(lambda: sum(len(_runs(s["id"])) for s in streams) >= 25, 20, "25 scheduled runs")
+    wait_for(lambda: sum(len(runs_of(s["id"])) for s in streams) >= 25, 20, "25 scheduled runs")
 
     assert _leading(first) != _leading(second)
     with db.unit_of_work() as conn:
@@ -86,10 +69,10 @@ def test_two_beats_one_leads_and_no_slot_runs_twice(make_stream: Any, spawn: Any
     leader = first if _leading(first) else second
     leader.stop()
     standby = second if leader is first else first
-    before = sum(len(_runs(s["id"])) for s in streams)
+    before = sum(len(runs_of(s["id"])) for s in streams)
     wait_for(lambda: _leading(standby), 45, "the standby to lead")
     wait_for(
-        lambda: sum(len(_runs(s["id"])) for s in streams) >= before + 10,
+        lambda: sum(len(runs_of(s["id"])) for s in streams) >= before + 10,
         15,
         "runs from the new leader",
     )
@@ -101,14 +84,14 @@ def test_flushdb_while_beat_runs_schedules_go_on_in_the_same_process(
     env = _prefix()
     stream = make_stream(schedule_config={"interval_seconds": 1, "overlap": "allow"})
     beat = spawn("beat", env=env)
-    wait_for(lambda: len(_runs(stream["id"])) >= 2, 15, "runs before the flush")
+    wait_for(lambda: len(runs_of(stream["id"])) >= 2, 15, "runs before the flush")
     sweep_key = f"{env['RUNWAY_QUEUE_PREFIX']}:redbeat:runway-sweep"
     wait_for(lambda: redis_client.exists(sweep_key), 10, "the sweep entry")
 
     redis_client.flushdb()
-    flushed_at = len(_runs(stream["id"]))
+    flushed_at = len(runs_of(stream["id"]))
 
-    wait_for(lambda: len(_runs(stream["id"])) >= flushed_at + 3, 15, "runs after the flush")
+    wait_for(lambda: len(runs_of(stream["id"])) >= flushed_at + 3, 15, "runs after the flush")
     assert beat.alive()
     wait_for(lambda: redis_client.exists(sweep_key), 10, "the sweep entry to be re-created")
     assert "lost the lead" in beat.log()
@@ -121,17 +104,17 @@ def test_pausing_stops_runs_at_once(
     stream = make_stream(schedule_config={"interval_seconds": 1, "overlap": "allow"})
     clock = make_stream(schedule_config={"interval_seconds": 1, "overlap": "allow"})
     spawn("beat", env=env)
-    wait_for(lambda: len(_runs(stream["id"])) >= 2, 15, "runs before pausing")
+    wait_for(lambda: len(runs_of(stream["id"])) >= 2, 15, "runs before pausing")
 
     paused = api.patch(
         f"/streams/{stream['id']}", json={"schedule_config": {"enabled": False}}, headers=auth
     )
     assert paused.json()["next_scheduled_run"] is None
-    count = len(_runs(stream["id"]))
-    ticks_then = len(_runs(clock["id"]))
+    count = len(runs_of(stream["id"]))
+    ticks_then = len(runs_of(clock["id"]))
     # The other stream is the clock: three more of its slots means beat ticked past ours.
-    wait_for(lambda: len(_runs(clock["id"])) >= ticks_then + 3, 15, "three more ticks")
-    assert len(_runs(stream["id"])) == count
+    wait_for(lambda: len(runs_of(clock["id"])) >= ticks_then + 3, 15, "three more ticks")
+    assert len(runs_of(stream["id"])) == count
 
 
 def test_overlap_skip_never_lets_two_runs_of_a_stream_overlap(make_stream: Any, spawn: Any) -> None:
@@ -143,14 +126,14 @@ def test_overlap_skip_never_lets_two_runs_of_a_stream_overlap(make_stream: Any, 
     spawn("beat", env=env)
 
     wait_for(
-        lambda: len([r for r in _runs(stream["id"]) if r.status == "completed"]) >= 2,
+        lambda: len([r for r in runs_of(stream["id"]) if r.status == "completed"]) >= 2,
         30,
         "two completed runs",
     )
-    runs = [r for r in _runs(stream["id"]) if r.status == "completed"]
+    runs = [r for r in runs_of(stream["id"]) if r.status == "completed"]
     spans = sorted((run.started_at, run.completed_at) for run in runs)
     assert all(end <= next_start for (_, end), (next_start, _) in pairwise(spans))
-    outcomes = {t.outcome for t in _ticks(stream["id"])}
+    outcomes = {t.outcome for t in ticks_of(stream["id"])}
     assert "skipped_overlap" in outcomes
 
 
@@ -164,14 +147,14 @@ def test_busy_workers_do_not_delay_other_streams_scheduling(make_stream: Any, sp
     other = make_stream(schedule_config={"interval_seconds": 1})
     spawn("worker", "-c", "1", env=env)
     spawn("beat", env=env)
-    wait_for(lambda: any(r.status == "running" for r in _runs(hog["id"])), 20, "the hog to run")
+    wait_for(lambda: any(r.status == "running" for r in runs_of(hog["id"])), 20, "the hog to run")
 
-    wait_for(lambda: len(_ticks(other["id"])) >= 5, 15, "five slots of the other stream")
-    ticks = _ticks(other["id"])
+    wait_for(lambda: len(ticks_of(other["id"])) >= 5, 15, "five slots of the other stream")
+    ticks = ticks_of(other["id"])
     lags = [(t.created_at - t.scheduled_for).total_seconds() for t in ticks]
     assert max(lags) < 1.0, lags
     assert {t.outcome for t in ticks} <= {"fired", "skipped_overlap"}
-    pending = [r for r in _runs(other["id"]) if r.status == "pending"]
+    pending = [r for r in runs_of(other["id"]) if r.status == "pending"]
     assert pending, "the other stream's run waits behind the hog, but it was created on time"
 
 
@@ -195,7 +178,7 @@ def test_auto_pause_after_consecutive_failures(
     assert shown["schedule_config"]["enabled"] is False
     assert shown["next_scheduled_run"] is None
     assert "2 consecutive failed" in shown["paused_reason"]
-    failed = [r for r in _runs(stream["id"]) if r.status == "failed"]
+    failed = [r for r in runs_of(stream["id"]) if r.status == "failed"]
     assert len(failed) >= 2
 
     resumed = api.patch(

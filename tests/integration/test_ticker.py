@@ -11,8 +11,9 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from app import db
-from app.models import pipeline_executions, research_streams, schedule_ticks
+from app.models import pipeline_executions, research_streams
 from app.schedules import ticker
+from tests.fixtures.queries import runs_of, ticks_of
 
 T0 = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 
@@ -31,24 +32,6 @@ def stream_row(stream_id: str) -> Any:
         return conn.execute(
             sa.select(research_streams).where(research_streams.c.id == UUID(stream_id))
         ).one()
-
-
-def runs_of(stream_id: str) -> list[Any]:
-    with db.unit_of_work() as conn:
-        return conn.execute(
-            sa.select(pipeline_executions)
-            .where(pipeline_executions.c.stream_id == UUID(stream_id))
-            .order_by(pipeline_executions.c.scheduled_for)
-        ).all()
-
-
-def ticks_of(stream_id: str) -> list[Any]:
-    with db.unit_of_work() as conn:
-        return conn.execute(
-            sa.select(schedule_ticks)
-            .where(schedule_ticks.c.stream_id == UUID(stream_id))
-            .order_by(schedule_ticks.c.scheduled_for)
-        ).all()
 
 
 def test_due_interval_stream_fires_one_run_and_advances(make_stream: Any) -> None:
