@@ -42,8 +42,10 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 worker_concurrency = _settings.max_concurrent_jobs
-task_soft_time_limit = _settings.run_time_limit_seconds
-task_time_limit = _settings.run_time_limit_seconds + _settings.cancel_grace_seconds
+# Runway enforces run time limits itself (app/runs/supervisor.py) and records them as
+# `timeout`; Celery's hard limit is only a backstop, well above Runway's own.
+task_soft_time_limit = None
+task_time_limit = _settings.run_time_limit_seconds + 2 * _settings.cancel_grace_seconds + 60
 
 task_default_queue = _settings.runs_queue
 # Each queue has its own direct exchange and key, so a message lands in exactly one queue.

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
+from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimit:
+    """413 for a body over `max_bytes`: at once when Content-Length says so, otherwise as
+    soon as the streamed body passes the limit."""
+
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
@@ -31,16 +31,17 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                raise BodyTooLarge
+                # Raised inside the route's body parsing, where FastAPI passes HTTPException on.
+                raise HTTPException(413, self._detail())
             return message
 
-        try:
-            await self.app(scope, counted, send)
-        except BodyTooLarge:
-            await self._reject(send)
+        await self.app(scope, counted, send)
+
+    def _detail(self) -> str:
+        return f"request body larger than {self.max_bytes} bytes"
 
     async def _reject(self, send: Send) -> None:
-        body = json.dumps({"detail": f"request body larger than {self.max_bytes} bytes"}).encode()
+        body = json.dumps({"detail": self._detail()}).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),

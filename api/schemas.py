@@ -3,23 +3,41 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 from sqlalchemy.engine import Row
 
+from app.jsonvalues import storable_json
 from app.schedules.config import ScheduleConfig
 from app.streams.service import Stream
 
-Params = dict[str, Any]
+
+def _storable(value: dict[str, Any]) -> dict[str, Any]:
+    problem = storable_json(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+# Request bodies: JSON objects and text that Postgres can store (no NaN, no NUL).
+Params = Annotated[dict[str, Any], AfterValidator(_storable)]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
 
 
 class StreamCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200, description="A label for people.")
-    pipeline: str = Field(min_length=1, max_length=200, description="A registered pipeline name.")
+    name: Text = Field(description="A label for people.")
+    pipeline: Text = Field(description="A registered pipeline name.")
     params: Params = Field(default_factory=dict, description="Passed to every run's pipeline.")
     schedule_config: ScheduleConfig | None = Field(
         None, description="When the stream runs by itself; null: only on demand."
@@ -29,14 +47,21 @@ class StreamCreate(BaseModel):
 class StreamUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, min_length=1, max_length=200)
-    pipeline: str | None = Field(None, min_length=1, max_length=200)
+    name: Text | None = None
+    pipeline: Text | None = None
     params: Params | None = Field(None, description="Replaces the stream's params.")
     schedule_config: Params | None = Field(
         None,
         description="Keys to change in the schedule (see ScheduleConfig), merged into the "
         'current one; null removes the schedule. `{"enabled": false}` pauses the stream.',
     )
+
+    @field_validator("name", "pipeline", "params", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may be left out, but not null")
+        return value
 
 
 class StreamOut(BaseModel):

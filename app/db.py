@@ -90,11 +90,16 @@ def hot_connection() -> Iterator[psycopg.Connection[Any]]:
 
     Each of those writes is one conditional UPDATE, so each is its own durable transaction:
     one round trip instead of three (BEGIN, statement, COMMIT), and no ORM layer in between.
-    A connection that fails is invalidated so the pool never hands it out again.
+    A connection that fails is invalidated so the pool never hands it out again; every
+    failure to reach Postgres surfaces as psycopg.OperationalError.
     """
     engine()
     assert _current.autocommit is not None
-    with _current.autocommit.connect() as connection:
+    try:
+        connection = _current.autocommit.connect()
+    except sa.exc.DBAPIError as error:  # no new connection: surface the driver's error
+        raise error.orig from error  # type: ignore[misc]
+    with connection:
         raw = connection.connection.driver_connection
         assert isinstance(raw, psycopg.Connection)
         try:

@@ -2,7 +2,8 @@
 
 1. Rescue: running runs whose heartbeat is older than RUNWAY_LEASE_SECONDS lost their
    worker; they go back to retrying (and are published at once), or end failed or
-   cancelled. A late write from the old worker loses to the attempt fence.
+   cancelled. Runs still running past their cancel grace end cancelled. A late write from
+   the old worker loses to the attempt fence.
 2. Re-publish: pending or retrying runs that nobody claimed for a lease are published
    again, but only while their queue is empty. An empty queue with unclaimed runs means
    their messages were lost (Redis restarted, a publish failed); a busy queue means they are
@@ -41,8 +42,11 @@ def sweep() -> SweepReport:
 
 
 def rescue() -> int:
+    settings = get_settings()
     with db.hot_connection() as conn:
-        rescued = store.rescue_expired(conn, get_settings().lease_seconds, BATCH)
+        rescued = store.rescue_expired(
+            conn, settings.lease_seconds, settings.cancel_grace_seconds, BATCH
+        )
     for run in rescued:
         log.warning("run %s lost its worker: now %s", run.id, run.status)
     dispatch.publish_many(run.id for run in rescued if run.status is RunStatus.RETRYING)

@@ -45,7 +45,7 @@ def workers() -> list[WorkerInfo]:
 
 
 _QUANTILES_SQL = sa.text("""
-SELECT percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP (ORDER BY seconds)
+SELECT percentile_cont(CAST(:quantiles AS float8[])) WITHIN GROUP (ORDER BY seconds)
   FROM (SELECT extract(epoch FROM {end} - {start}) AS seconds
           FROM pipeline_executions
          WHERE workspace_id = :workspace AND {end} > now() - interval '1 hour'
@@ -57,7 +57,8 @@ def _quantiles(
     conn: sa.Connection, workspace_id: UUID, start: str, end: str, extra: str
 ) -> list[float]:
     statement = sa.text(str(_QUANTILES_SQL).format(start=start, end=end, extra=extra))
-    values = conn.execute(statement, {"workspace": workspace_id}).scalar()
+    parameters = {"workspace": workspace_id, "quantiles": list(QUANTILES)}
+    values = conn.execute(statement, parameters).scalar()
     return list(values or [])
 
 

@@ -5,15 +5,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/runway"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def _env(name: str) -> AliasChoices:
-    return AliasChoices(name)
 
 
 class Settings(BaseSettings):
@@ -21,37 +17,30 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
-    database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias=_env("DATABASE_URL"))
-    redis_url: str = Field(DEFAULT_REDIS_URL, validation_alias=_env("REDIS_URL"))
-    redbeat_redis_url: str | None = Field(None, validation_alias=_env("REDBEAT_REDIS_URL"))
+    database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL")
+    redis_url: str = Field(DEFAULT_REDIS_URL, validation_alias="REDIS_URL")
+    redbeat_redis_url: str | None = Field(None, validation_alias="REDBEAT_REDIS_URL")
 
-    max_concurrent_jobs: int = Field(2, ge=1, validation_alias=_env("RUNWAY_MAX_CONCURRENT_JOBS"))
-    heartbeat_seconds: float = Field(10, ge=1, validation_alias=_env("RUNWAY_HEARTBEAT_SECONDS"))
-    lease_seconds: float = Field(60, ge=1, validation_alias=_env("RUNWAY_LEASE_SECONDS"))
-    sweep_seconds: float = Field(10, ge=1, validation_alias=_env("RUNWAY_SWEEP_SECONDS"))
-    tick_seconds: float = Field(1, ge=0.1, validation_alias=_env("RUNWAY_TICK_SECONDS"))
-    misfire_grace_seconds: float = Field(
-        60, ge=1, validation_alias=_env("RUNWAY_MISFIRE_GRACE_SECONDS")
-    )
-    max_attempts: int = Field(3, ge=1, le=100, validation_alias=_env("RUNWAY_MAX_ATTEMPTS"))
-    retry_base_seconds: float = Field(5, ge=0, validation_alias=_env("RUNWAY_RETRY_BASE_SECONDS"))
-    retry_max_seconds: float = Field(600, ge=1, validation_alias=_env("RUNWAY_RETRY_MAX_SECONDS"))
-    cancel_grace_seconds: float = Field(
-        30, ge=1, validation_alias=_env("RUNWAY_CANCEL_GRACE_SECONDS")
-    )
+    max_concurrent_jobs: int = Field(2, ge=1, validation_alias="RUNWAY_MAX_CONCURRENT_JOBS")
+    heartbeat_seconds: float = Field(10, ge=1, validation_alias="RUNWAY_HEARTBEAT_SECONDS")
+    lease_seconds: float = Field(60, ge=1, validation_alias="RUNWAY_LEASE_SECONDS")
+    sweep_seconds: float = Field(10, ge=1, validation_alias="RUNWAY_SWEEP_SECONDS")
+    tick_seconds: float = Field(1, ge=0.1, validation_alias="RUNWAY_TICK_SECONDS")
+    misfire_grace_seconds: float = Field(60, ge=1, validation_alias="RUNWAY_MISFIRE_GRACE_SECONDS")
+    max_attempts: int = Field(3, ge=1, le=100, validation_alias="RUNWAY_MAX_ATTEMPTS")
+    retry_base_seconds: float = Field(5, ge=0, validation_alias="RUNWAY_RETRY_BASE_SECONDS")
+    retry_max_seconds: float = Field(600, ge=1, validation_alias="RUNWAY_RETRY_MAX_SECONDS")
+    cancel_grace_seconds: float = Field(30, ge=1, validation_alias="RUNWAY_CANCEL_GRACE_SECONDS")
     run_time_limit_seconds: float = Field(
-        3600, ge=1, validation_alias=_env("RUNWAY_RUN_TIME_LIMIT_SECONDS")
+        3600, ge=1, validation_alias="RUNWAY_RUN_TIME_LIMIT_SECONDS"
     )
     pipelines: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, validation_alias=_env("RUNWAY_PIPELINES")
+        default_factory=list, validation_alias="RUNWAY_PIPELINES"
     )
-    log_format: Literal["json", "console"] = Field(
-        "json", validation_alias=_env("RUNWAY_LOG_FORMAT")
-    )
-    log_level: str = Field("INFO", validation_alias=_env("RUNWAY_LOG_LEVEL"))
-    queue_prefix: str = Field("runway", validation_alias=_env("RUNWAY_QUEUE_PREFIX"))
-    max_body_bytes: int = Field(1_048_576, ge=1024, validation_alias=_env("RUNWAY_MAX_BODY_BYTES"))
-    flower_basic_auth: str | None = Field(None, validation_alias=_env("FLOWER_BASIC_AUTH"))
+    log_format: Literal["json", "console"] = Field("json", validation_alias="RUNWAY_LOG_FORMAT")
+    log_level: str = Field("INFO", validation_alias="RUNWAY_LOG_LEVEL")
+    queue_prefix: str = Field("runway", validation_alias="RUNWAY_QUEUE_PREFIX")
+    max_body_bytes: int = Field(1_048_576, ge=1024, validation_alias="RUNWAY_MAX_BODY_BYTES")
 
     @field_validator("pipelines", mode="before")
     @classmethod
@@ -73,10 +62,10 @@ class Settings(BaseSettings):
         return f"{self.queue_prefix}.control"
 
     visibility_timeout_seconds: float | None = Field(
-        None, ge=1, validation_alias=_env("RUNWAY_BROKER_VISIBILITY_TIMEOUT")
+        None, ge=1, validation_alias="RUNWAY_BROKER_VISIBILITY_TIMEOUT"
     )
     broker_restore_seconds: int | None = Field(
-        None, ge=1, validation_alias=_env("RUNWAY_BROKER_RESTORE_SECONDS")
+        None, ge=1, validation_alias="RUNWAY_BROKER_RESTORE_SECONDS"
     )
 
     @property
@@ -84,7 +73,7 @@ class Settings(BaseSettings):
         """Longer than any run may take, so a healthy long run is not delivered twice."""
         if self.visibility_timeout_seconds is not None:
             return self.visibility_timeout_seconds
-        return max(self.run_time_limit_seconds, self.retry_max_seconds) + 600
+        return max(self.run_time_limit_seconds, self.retry_max_seconds) + 900
 
 
 @lru_cache(maxsize=1)

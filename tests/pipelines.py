@@ -79,3 +79,8 @@ def slow(ctx: RunContext) -> dict[str, Any]:
             if not ctx.params.get("stubborn"):
                 raise
     return {}
+
+
+@pipeline("test.nan")
+def not_a_number(ctx: RunContext) -> dict[str, Any]:
+    return {"score": float("nan")}

@@ -20,6 +20,7 @@ IdempotencyKey = Annotated[
         alias="Idempotency-Key",
         min_length=1,
         max_length=200,
+        pattern=r"^[^\x00]*$",
         description="Repeat a request safely: the same key returns the run it made first.",
     ),
 ]
@@ -42,7 +43,7 @@ def list_runs(
     status_: Annotated[RunStatusName | None, Query(alias="status")] = None,
     run_type: Annotated[RunType | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_-]*$")] = None,
 ) -> RunPage:
     wanted = {"stream_id": stream_id, "status": status_, "run_type": run_type}
     filters: dict[str, Any] = {name: value for name, value in wanted.items() if value is not None}

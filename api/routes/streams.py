@@ -23,7 +23,7 @@ def create_stream(body: StreamCreate, workspace: WorkspaceDep) -> StreamOut:
 def list_streams(
     workspace: WorkspaceDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[StreamOut]:
     return [StreamOut.of(stream) for stream in service.list_all(workspace, limit, offset)]
 

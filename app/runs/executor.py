@@ -8,7 +8,6 @@ restart near the end of a long run does not throw the run's work away.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -22,6 +21,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from app import db
 from app.errors import Cancelled, PermanentError
+from app.jsonvalues import storable_json
 from app.pipelines import registry
 from app.pipelines.context import RunContext
 from app.runs import dispatch, store
@@ -135,10 +135,9 @@ def _with_database(write: Callable[[store.HotConnection], T]) -> T:
 
 def _as_result(result: Mapping[str, Any] | None) -> dict[str, Any]:
     value = dict(result or {})
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError) as exc:
-        raise PermanentError(f"the pipeline returned a result that is not JSON: {exc}") from None
+    problem = storable_json(value)
+    if problem is not None:
+        raise PermanentError(f"the pipeline's result is {problem}")
     return value
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.errors import PermanentError
+from app.jsonvalues import storable_text
 from app.states import RunStatus
 
 
@@ -43,7 +44,7 @@ class RetryPolicy:
     def decide(
         self, error: BaseException, error_type: str, attempt: int, max_attempts: int
     ) -> Outcome:
-        message = str(error) or type(error).__name__
+        message = storable_text(str(error)) or type(error).__name__
         if isinstance(error, PermanentError) or attempt >= max_attempts:
             return Outcome(RunStatus.FAILED, error=message, error_type=error_type)
         return Outcome(

@@ -94,7 +94,8 @@ def cancel(workspace_id: UUID, run_id: UUID) -> Row[Any]:
         if row is None:
             current = _run(conn, workspace_id, run_id)
             raise Conflict(f"run {run_id} is already {current.status}")
-        released = store.waiting_on(conn, run_id) if row.status == RunStatus.CANCELLED else []
+        ended = row.status == RunStatus.CANCELLED
+        released = store.relink_waiting(conn, run_id, row.after_run) if ended else []
     dispatch.publish_many(released)
     return row
 

@@ -125,12 +125,21 @@ def _quoted(statuses: Sequence[RunStatus]) -> str:
     return ", ".join(f"'{status.value}'" for status in statuses)
 
 
+def _released(run: str) -> str:
+    """SQL: the ids of the runs queued behind `run` (overlap "queue"), once it has ended."""
+    return f"""ARRAY(SELECT waiting.id FROM pipeline_executions waiting
+                   WHERE waiting.after_run = {run}.id AND waiting.status = 'pending'
+                     AND {run}.status IN ({_quoted(tuple(TERMINAL))}))"""
+
+
+# A retrying run is not started before its backoff is over (a second's slack for clocks).
 _CLAIM = f"""
 UPDATE pipeline_executions
    SET status = 'running', attempt = attempt + 1, worker = %(worker)s,
        started_at = coalesce(started_at, now()), heartbeat_at = now(),
        next_attempt_at = NULL, updated_at = now()
  WHERE id = %(run_id)s AND status IN ({_quoted(CLAIMABLE)}) AND attempt < max_attempts
+   AND (next_attempt_at IS NULL OR next_attempt_at <= now() + interval '1 second')
    AND (after_run IS NULL OR NOT EXISTS (
         SELECT 1 FROM pipeline_executions ahead
          WHERE ahead.id = pipeline_executions.after_run AND ahead.status IN ({_quoted(LIVE)})))
@@ -155,11 +164,7 @@ UPDATE pipeline_executions
        heartbeat_at = NULL, updated_at = now()
  WHERE id = %(run_id)s AND status = 'running' AND attempt = %(attempt)s
 RETURNING id, status)
-SELECT status, ARRAY(
-       SELECT waiting.id FROM pipeline_executions waiting
-        WHERE waiting.after_run = finished.id AND waiting.status = 'pending'
-          AND finished.status IN ({_quoted(tuple(TERMINAL))}))
-  FROM finished
+SELECT status, {_released("finished")} FROM finished
 """
 
 _HEARTBEAT = """
@@ -252,12 +257,15 @@ def set_progress(
 
 # Rescue: a running run whose heartbeat is older than the lease lost its worker. It goes back
 # to retrying (the attempt counts), fails when attempts are used up, or ends cancelled if a
-# cancel was asked for. One statement for all of them; a worker that is in fact alive finds
+# cancel was asked for; a run still running past its cancel grace ends cancelled too (its
+# worker may be gone). One statement for all of them; a worker that is in fact alive finds
 # its row gone at its next heartbeat and stops.
 _RESCUE = f"""
 WITH lost AS (
     SELECT id FROM pipeline_executions
-     WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => %(lease)s)
+     WHERE status = 'running'
+       AND (heartbeat_at < now() - make_interval(secs => %(lease)s)
+            OR cancel_requested_at < now() - make_interval(secs => %(grace)s))
      ORDER BY heartbeat_at
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED)
@@ -275,10 +283,7 @@ UPDATE pipeline_executions p
        next_attempt_at = now(), heartbeat_at = NULL, updated_at = now()
   FROM lost
  WHERE p.id = lost.id AND p.status = 'running'
-RETURNING p.id, p.status, p.stream_id, p.run_type,
-          ARRAY(SELECT waiting.id FROM pipeline_executions waiting
-                 WHERE waiting.after_run = p.id AND waiting.status = 'pending'
-                   AND p.status IN ({_quoted(tuple(TERMINAL))}))
+RETURNING p.id, p.status, p.stream_id, p.run_type, {_released("p")}
 """
 
 
@@ -291,8 +296,11 @@ class Rescued:
     released: list[UUID]
 
 
-def rescue_expired(conn: HotConnection, lease_seconds: float, limit: int) -> list[Rescued]:
-    rows = conn.execute(_RESCUE, {"lease": lease_seconds, "limit": limit}).fetchall()
+def rescue_expired(
+    conn: HotConnection, lease_seconds: float, grace_seconds: float, limit: int
+) -> list[Rescued]:
+    parameters = {"lease": lease_seconds, "grace": grace_seconds, "limit": limit}
+    rows = conn.execute(_RESCUE, parameters).fetchall()
     return [Rescued(row[0], RunStatus(row[1]), row[2], row[3], row[4]) for row in rows]
 
 
@@ -321,10 +329,14 @@ def take_unclaimed(conn: HotConnection, lease_seconds: float, limit: int) -> lis
     return [row[0] for row in rows]
 
 
-def waiting_on(conn: Connection, run_id: UUID) -> list[UUID]:
-    """Runs queued behind `run_id` (overlap "queue") that may start now that it ended."""
-    statement = sa.select(runs.c.id).where(
-        runs.c.after_run == run_id, runs.c.status == RunStatus.PENDING
+def relink_waiting(conn: Connection, run_id: UUID, ahead: UUID | None) -> list[UUID]:
+    """`run_id` left a queue (overlap "queue") early: the runs waiting on it now wait on the
+    run it was waiting on. Returns them; the claim decides whether they may start yet."""
+    statement = (
+        sa.update(runs)
+        .where(runs.c.after_run == run_id, runs.c.status == RunStatus.PENDING)
+        .values(after_run=ahead)
+        .returning(runs.c.id)
     )
     return list(conn.execute(statement).scalars())
 
@@ -350,8 +362,6 @@ def delete_ended(
     conn: Connection, workspace_id: UUID, status: RunStatus, older_than: timedelta
 ) -> int:
     """Delete a workspace's runs that ended with `status` more than `older_than` ago."""
-    if status not in TERMINAL:
-        raise ValueError(f"only ended runs are deleted, not {status}")
     statement = sa.delete(runs).where(
         runs.c.workspace_id == workspace_id,
         runs.c.status == status,

@@ -52,6 +52,7 @@ class _Tracked:
     hard_deadline: float | None
     cancel_deadline: float | None = None
     interrupted: bool = False
+    ending: bool = False
 
 
 class Supervisor:
@@ -147,13 +148,17 @@ class Supervisor:
         os.kill(os.getpid(), signal.SIGUSR1)  # billiard raises SoftTimeLimitExceeded
 
     def _end(self, run_id: UUID, tracked: _Tracked, how: str) -> None:
-        with self._lock:
-            if self._runs.pop(run_id, None) is None:
-                return
+        """Write the run's end for it, then kill this process, but only while the run is
+        still the one in progress: `track()` leaves under the same lock, so a pipeline that
+        returned meanwhile (and a next run it went on to) is never killed."""
+        if tracked.ending:
+            return
+        tracked.ending = True
         log.warning("run %s did not stop in time: ending it as %s", run_id, how)
         tracked.terminate(how)
-        if self.can_terminate:
-            os.kill(os.getpid(), signal.SIGKILL)
+        with self._lock:
+            if self._runs.get(run_id) is tracked and self.can_terminate:
+                os.kill(os.getpid(), signal.SIGKILL)
 
     def _ensure_thread(self) -> None:
         if self._pid != os.getpid():  # forked: the parent's thread does not exist here
@@ -168,10 +173,13 @@ class Supervisor:
         next_beat = time.monotonic() + self.heartbeat_seconds
         while True:
             time.sleep(min(0.25, self.heartbeat_seconds))
-            if time.monotonic() >= next_beat:
-                self.beat()
-                next_beat = time.monotonic() + self.heartbeat_seconds
-            self.check_deadlines()
+            try:
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + self.heartbeat_seconds
+                    self.beat()
+                self.check_deadlines()
+            except Exception:  # this thread must outlive any one failure
+                log.exception("supervisor: unexpected error, carrying on")
 
 
 def _passed(deadline: float | None, now: float) -> bool:

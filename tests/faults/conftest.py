@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
 import pytest
 import redis
 
-from app.settings import get_settings
 from tests.faults.helpers import Scenario
 from tests.fixtures.processes import LOGS, Process
 
@@ -21,19 +19,15 @@ REPORT = LOGS / f"faults-{os.getpid()}.jsonl"
 
 @pytest.fixture
 def scenario(
+    isolated_queues: str,
     make_stream: Callable[..., dict[str, Any]],
     workspace_id: UUID,
     spawn: Callable[..., Process],
     redis_client: redis.Redis,
-) -> Iterator[Scenario]:
-    """Queues and RedBeat keys of the scenario's own, for it and every process it starts."""
-    previous = os.environ["RUNWAY_QUEUE_PREFIX"]
-    os.environ["RUNWAY_QUEUE_PREFIX"] = f"fault-{uuid.uuid4().hex[:8]}"
-    get_settings.cache_clear()
+) -> Scenario:
+    """A scenario on queues of its own, for it and every process it starts."""
     LOGS.mkdir(parents=True, exist_ok=True)
-    yield Scenario(make_stream, workspace_id, spawn, redis_client, REPORT)
-    os.environ["RUNWAY_QUEUE_PREFIX"] = previous
-    get_settings.cache_clear()
+    return Scenario(make_stream, workspace_id, spawn, redis_client, REPORT)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -89,7 +89,8 @@ def test_workspaces_never_see_each_others_runs_or_streams(
     assert api.post("/runs", json={"stream_id": stream["id"]}, headers=other).status_code == 404
     assert api.get("/runs", headers=other).json()["items"] == []
     assert api.get("/streams", headers=other).json() == []
-    assert run_row(run["id"]).status == "pending"
+    untouched = run_row(run["id"])  # the other workspace's DELETE did not cancel it
+    assert (untouched.status != "cancelled", untouched.cancel_requested_at) == (True, None)
 
 
 def test_cancel_of_waiting_run_without_worker(

@@ -191,3 +191,45 @@ def test_openapi_describes_every_endpoint(api: TestClient) -> None:
         "/health",
     } <= set(paths)
     assert api.get("/docs").status_code == 200
+
+
+def test_values_postgres_cannot_store_get_422(
+    api: TestClient, auth: dict[str, str], make_stream: Any
+) -> None:
+    stream = make_stream()
+    cases = [
+        ("post", "/streams", {"name": "a\u0000b", "pipeline": "builtin.noop"}, ["body", "name"]),
+        (
+            "post",
+            "/streams",
+            {"name": "s", "pipeline": "builtin.noop", "params": {"x": "\u0000"}},
+            ["body", "params"],
+        ),
+        ("patch", f"/streams/{stream['id']}", {"name": None}, ["body", "name"]),
+        ("patch", f"/streams/{stream['id']}", {"params": None}, ["body", "params"]),
+        ("patch", f"/streams/{stream['id']}", {"pipeline": None}, ["body", "pipeline"]),
+    ]
+    for method, path, body, location in cases:
+        response = getattr(api, method)(path, json=body, headers=auth)
+        assert response.status_code == 422, (body, response.text)
+        assert response.json()["detail"][0]["loc"] == location
+    nan = b'{"name": "s", "pipeline": "builtin.noop", "params": {"x": NaN}}'
+    response = api.post(
+        "/streams", content=nan, headers={**auth, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert api.get("/streams", params={"offset": 10**20}, headers=auth).status_code == 422
+    assert api.get(f"/streams/{stream['id']}", headers=auth).json()["name"] == stream["name"]
+
+
+def test_streamed_oversized_body_is_413(api: TestClient, auth: dict[str, str]) -> None:
+    def chunks() -> Any:
+        yield b'{"name": "s", "pipeline": "builtin.noop", "params": {"blob": "'
+        for _ in range(40):
+            yield b"x" * 65536
+        yield b'"}}'
+
+    response = api.post(
+        "/streams", content=chunks(), headers={**auth, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 413

@@ -102,3 +102,13 @@ def test_run_params_overlay_stream_params(
     assert len(row.result["articles"]) == 2
     assert row.result["report"].startswith("# Research digest: vaccines")
     assert row.progress["percent"] == 95
+
+
+def test_result_postgres_cannot_store_fails_the_run_once(
+    api: TestClient, auth: dict[str, str], make_stream: Any, worker: Any
+) -> None:
+    stream = make_stream("test.nan")
+    run = api.post("/runs", json={"stream_id": stream["id"]}, headers=auth).json()
+    row = wait_for_status(run["id"], "failed")
+    assert (row.attempt, row.error_type) == (1, "PermanentError")
+    assert "NaN" in row.error or "Out of range float values" in row.error
