@@ -39,7 +39,7 @@ TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 WARM_UP_SECONDS = 60
 
 
-def prepare(streams: int) -> None:
+def prepare(streams: int, overlap: str) -> None:
     url = get_settings().database_url
     cli.migrate(url)
     with db.unit_of_work() as conn:
@@ -56,13 +56,13 @@ def prepare(streams: int) -> None:
                 "INSERT INTO research_streams (workspace_id, name, pipeline, schedule_config,"
                 " next_scheduled_run)"
                 " SELECT :ws, 'stream ' || g, 'builtin.noop',"
-                ' \'{"enabled": true, "interval_seconds": 60, "cron": null,'
-                ' "timezone": "UTC", "overlap": "skip", "misfire": "run_once",'
-                ' "pause_after_failures": null}\'::jsonb,'
+                " jsonb_build_object('enabled', true, 'interval_seconds', 60, 'cron', null,"
+                " 'timezone', 'UTC', 'overlap', CAST(:overlap AS text), 'misfire', 'run_once',"
+                " 'pause_after_failures', null),"
                 " now() + interval '5 seconds' + (g * 60.0 / :n) * interval '1 second'"
                 " FROM generate_series(0, :n - 1) g"
             ),
-            {"ws": workspace_id, "n": streams},
+            {"ws": workspace_id, "n": streams, "overlap": overlap},
         )
         conn.execute(sa.text("ANALYZE"))
     client = redis.Redis.from_url(get_settings().redis_url)
@@ -70,11 +70,15 @@ def prepare(streams: int) -> None:
         client.delete(key)
 
 
+LOGS = Path("/tmp/runway-bench-logs")
+
+
 @contextmanager
 def process(*command: str) -> Iterator[subprocess.Popen[bytes]]:
-    child = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    """Start a Runway process; its output goes to a log file under /tmp/runway-bench-logs."""
+    LOGS.mkdir(exist_ok=True)
+    log = (LOGS / f"{command[3]}-{len(list(LOGS.iterdir()))}.log").open("wb")
+    child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield child
     finally:
@@ -147,6 +151,10 @@ def lag_report(since: float, until: float) -> dict[str, float]:
     return {**row._asdict(), "not_fired": other}
 
 
+def seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}s"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -154,9 +162,12 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=10_000)
     parser.add_argument("--minutes", type=float, default=3)
     parser.add_argument("--workers", type=int, default=1, help="worker processes (-c 2 each)")
+    parser.add_argument(
+        "--overlap", choices=["skip", "allow"], default="skip", help="the streams' overlap policy"
+    )
     args = parser.parse_args()
 
-    prepare(args.streams)
+    prepare(args.streams, args.overlap)
     venv = Path(sys.executable).parent
     with ExitStack() as stack:
         beat = stack.enter_context(
@@ -204,12 +215,12 @@ def main() -> None:
         f" runs not started: {report['unstarted']}"
     )
     print(
-        f"lag scheduled_for -> created:  p50 {report['create_p50']:.3f}s"
-        f"  p99 {report['create_p99']:.3f}s  max {report['create_max']:.3f}s"
+        f"lag scheduled_for -> created:  p50 {seconds(report['create_p50'])}"
+        f"  p99 {seconds(report['create_p99'])}  max {seconds(report['create_max'])}"
     )
     print(
-        f"lag scheduled_for -> started:  p50 {report['start_p50']:.3f}s"
-        f"  p99 {report['start_p99']:.3f}s  max {report['start_max']:.3f}s"
+        f"lag scheduled_for -> started:  p50 {seconds(report['start_p50'])}"
+        f"  p99 {seconds(report['start_p99'])}  max {seconds(report['start_max'])}"
     )
     print(
         f"CPU (share of one core): beat {beat_cpu:.1f}%, postgres {pg_cpu:.1f}%,"
