@@ -81,7 +81,8 @@ def _plan(
 
 def _persist(conn: Connection, plans: list[tuple[Row[Any], Plan]]) -> list[uuid.UUID]:
     max_attempts = get_settings().max_attempts
-    runs, ticks, moves = [], [], []
+    runs: list[dict[str, Any]] = []
+    ticks: list[dict[str, Any]] = []
     for stream, decided in plans:
         run_id = uuid.uuid4() if decided.fire else None
         if decided.fire:
@@ -96,10 +97,14 @@ def _persist(conn: Connection, plans: list[tuple[Row[Any], Plan]]) -> list[uuid.
             }
             for tick_ in decided.ticks
         ]
-        moves.append({"b_id": stream.id, "b_next": decided.next_run, "b_last": decided.fire})
     created = runs_store.insert_scheduled(conn, runs)
     streams_store.record_ticks(conn, ticks)
-    streams_store.advance(conn, moves)
+    streams_store.advance(
+        conn,
+        [stream.id for stream, _ in plans],
+        [decided.next_run for _, decided in plans],
+        [decided.fire for _, decided in plans],
+    )
     return created
 
 

@@ -97,23 +97,27 @@ def next_due(conn: Connection) -> datetime | None:
     return earliest
 
 
-def advance(conn: Connection, moves: Sequence[Mapping[str, Any]]) -> None:
-    """Set next (and, where a run fired, last) scheduled run for many streams at once."""
-    if not moves:
-        return
-    statement = (
-        sa.update(streams)
-        .where(streams.c.id == sa.bindparam("b_id"))
-        .values(
-            next_scheduled_run=sa.bindparam("b_next"),
-            last_scheduled_run=sa.func.coalesce(
-                sa.bindparam("b_last", type_=sa.DateTime(timezone=True)),
-                streams.c.last_scheduled_run,
-            ),
-            updated_at=sa.func.now(),
-        )
-    )
-    conn.execute(statement, list(moves))
+_ADVANCE = sa.text("""
+UPDATE research_streams s
+   SET next_scheduled_run = moved.next_run,
+       last_scheduled_run = coalesce(moved.fired, s.last_scheduled_run),
+       updated_at = now()
+  FROM unnest(CAST(:ids AS uuid[]), CAST(:next_runs AS timestamptz[]),
+              CAST(:fired AS timestamptz[])) AS moved(id, next_run, fired)
+ WHERE s.id = moved.id
+""")
+
+
+def advance(
+    conn: Connection,
+    stream_ids: Sequence[UUID],
+    next_runs: Sequence[datetime],
+    fired: Sequence[datetime | None],
+) -> None:
+    """Set many streams' next (and, where a run fired, last) scheduled run in one statement."""
+    if stream_ids:
+        parameters = {"ids": list(stream_ids), "next_runs": list(next_runs), "fired": list(fired)}
+        conn.execute(_ADVANCE, parameters)
 
 
 def record_ticks(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
