@@ -18,10 +18,8 @@ from dataclasses import dataclass
 import redis
 
 from app import db
-from app.runs import dispatch, store
-from app.schedules import pausing
+from app.runs import aftermath, dispatch, store
 from app.settings import get_settings
-from app.states import RunStatus, RunType
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +47,7 @@ def rescue() -> int:
         )
     for run in rescued:
         log.warning("run %s lost its worker: now %s", run.id, run.status)
-    dispatch.publish_many(run.id for run in rescued if run.status is RunStatus.RETRYING)
-    dispatch.publish_many(waiting for run in rescued for waiting in run.released)
-    for run in rescued:
-        if run.status is RunStatus.FAILED and run.run_type == RunType.SCHEDULED:
-            pausing.after_failed_run(run.stream_id)
+        aftermath.follow_up(run.id, run.status, run.run_type, run.stream_id, run.released)
     return len(rescued)
 
 

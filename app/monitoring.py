@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-import sqlalchemy as sa
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -44,24 +43,6 @@ def workers() -> list[WorkerInfo]:
     ]
 
 
-_QUANTILES_SQL = sa.text("""
-SELECT percentile_cont(CAST(:quantiles AS float8[])) WITHIN GROUP (ORDER BY seconds)
-  FROM (SELECT extract(epoch FROM {end} - {start}) AS seconds
-          FROM pipeline_executions
-         WHERE workspace_id = :workspace AND {end} > now() - interval '1 hour'
-           AND {start} IS NOT NULL {extra}) recent
-""")
-
-
-def _quantiles(
-    conn: sa.Connection, workspace_id: UUID, start: str, end: str, extra: str
-) -> list[float]:
-    statement = sa.text(str(_QUANTILES_SQL).format(start=start, end=end, extra=extra))
-    parameters = {"workspace": workspace_id, "quantiles": list(QUANTILES)}
-    values = conn.execute(statement, parameters).scalar()
-    return list(values or [])
-
-
 class WorkspaceMetrics(Collector):
     """Prometheus metrics for one workspace, computed when scraped."""
 
@@ -71,11 +52,19 @@ class WorkspaceMetrics(Collector):
     def collect(self) -> Iterator[Metric]:
         with db.unit_of_work() as conn:
             counts = store.counts_by_status(conn, self.workspace_id)
-            durations = _quantiles(
-                conn, self.workspace_id, "started_at", "completed_at", "AND status = 'completed'"
+            durations = store.recent_quantiles(
+                conn,
+                self.workspace_id,
+                ("started_at", "completed_at"),
+                QUANTILES,
+                status=RunStatus.COMPLETED,
             )
-            lags = _quantiles(
-                conn, self.workspace_id, "scheduled_for", "started_at", "AND run_type = 'scheduled'"
+            lags = store.recent_quantiles(
+                conn,
+                self.workspace_id,
+                ("scheduled_for", "started_at"),
+                QUANTILES,
+                run_type="scheduled",
             )
         runs = GaugeMetricFamily("runway_runs", "Runs by status.", labels=["status"])
         for state in RunStatus:

@@ -24,12 +24,11 @@ from app.errors import Cancelled, PermanentError
 from app.jsonvalues import storable_json
 from app.pipelines import registry
 from app.pipelines.context import RunContext
-from app.runs import dispatch, store
+from app.runs import aftermath, store
 from app.runs.outcome import Outcome, RetryPolicy
 from app.runs.supervisor import Supervisor
-from app.schedules import pausing
 from app.settings import get_settings
-from app.states import RunStatus, RunType
+from app.states import RunStatus
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -73,7 +72,14 @@ def _conclude(claimed: store.Claimed, outcome: Outcome) -> RunStatus | None:
     if finished is None:
         log.info("run %s attempt %s was taken over; outcome dropped", claimed.id, claimed.attempt)
         return None
-    _after(claimed, finished, outcome)
+    aftermath.follow_up(
+        claimed.id,
+        finished.status,
+        claimed.run_type,
+        claimed.stream_id,
+        finished.released,
+        outcome.retry_in,
+    )
     log.info("run %s attempt %s ended %s", claimed.id, claimed.attempt, finished.status)
     return finished.status
 
@@ -83,16 +89,6 @@ def _terminated(context: RunContext, how: str) -> Outcome:
         return Outcome.cancelled("cancelled on request; the run ignored it and was terminated")
     error = TimeoutError("the run exceeded its hard time limit and was terminated")
     return retry_policy().decide(error, "timeout", context.attempt, context.max_attempts)
-
-
-def _after(claimed: store.Claimed, finished: store.Finished, outcome: Outcome) -> None:
-    """What an attempt's end sets going: its retry, the runs queued behind it, auto-pause."""
-    if finished.status is RunStatus.RETRYING:
-        dispatch.publish(claimed.id, countdown=outcome.retry_in)
-    if finished.released:
-        dispatch.publish_many(finished.released)
-    if finished.status is RunStatus.FAILED and claimed.run_type == RunType.SCHEDULED:
-        pausing.after_failed_run(claimed.stream_id)
 
 
 def attempt(context: RunContext) -> Outcome:
@@ -145,7 +141,7 @@ def _context(claimed: store.Claimed) -> RunContext:
     cancel_event = threading.Event()
 
     def report(percent: float, message: str) -> None:
-        _progress(claimed, percent, message, cancel_event)
+        _progress(claimed, percent, message)
 
     return RunContext(
         run_id=claimed.id,
@@ -161,15 +157,12 @@ def _context(claimed: store.Claimed) -> RunContext:
     )
 
 
-def _progress(
-    claimed: store.Claimed, percent: float, message: str, cancel_event: threading.Event
-) -> None:
+def _progress(claimed: store.Claimed, percent: float, message: str) -> None:
     progress = {"percent": round(percent, 2), "message": message}
     try:
         with db.hot_connection() as conn:
-            cancel = store.set_progress(conn, claimed.id, claimed.attempt, progress)
+            owned, cancel_age = store.set_progress(conn, claimed.id, claimed.attempt, progress)
     except psycopg.OperationalError as error:
         log.warning("progress of run %s not recorded: %s", claimed.id, error)
         return
-    if cancel is None or cancel:
-        cancel_event.set()
+    supervisor().notice(claimed.id, owned, cancel_age)

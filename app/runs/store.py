@@ -13,7 +13,7 @@ import psycopg
 import sqlalchemy as sa
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
-from sqlalchemy.dialects.postgresql import distinct_on, insert
+from sqlalchemy.dialects.postgresql import ARRAY, distinct_on, insert
 from sqlalchemy.engine import Connection, Row
 
 from app.models import pipeline_executions as runs
@@ -179,7 +179,7 @@ _PROGRESS = """
 UPDATE pipeline_executions
    SET progress = %(progress)s, heartbeat_at = now()
  WHERE id = %(run_id)s AND status = 'running' AND attempt = %(attempt)s
-RETURNING cancel_requested_at IS NOT NULL
+RETURNING extract(epoch FROM now() - cancel_requested_at)::float8
 """
 
 
@@ -248,11 +248,12 @@ def heartbeat(conn: HotConnection, beats: Mapping[UUID, int]) -> dict[UUID, floa
 
 def set_progress(
     conn: HotConnection, run_id: UUID, attempt: int, progress: Mapping[str, Any]
-) -> bool | None:
-    """Record progress; returns whether a cancel was requested, None if the attempt lost the row."""
+) -> tuple[bool, float | None]:
+    """Record progress. Answers as a heartbeat does: whether the attempt still owns its row,
+    and how many seconds ago a cancel was requested (None: it was not)."""
     parameters = {"run_id": run_id, "attempt": attempt, "progress": Jsonb(dict(progress))}
     row = conn.execute(_PROGRESS, parameters).fetchone()
-    return None if row is None else bool(row[0])
+    return (False, None) if row is None else (True, row[0])
 
 
 # Rescue: a running run whose heartbeat is older than the lease lost its worker. It goes back
@@ -346,6 +347,36 @@ def counts_by_status(conn: Connection, workspace_id: UUID | None) -> dict[str, i
     if workspace_id is not None:
         statement = statement.where(runs.c.workspace_id == workspace_id)
     return {status: number for status, number in conn.execute(statement)}
+
+
+def recent_quantiles(
+    conn: Connection,
+    workspace_id: UUID,
+    span: tuple[str, str],
+    quantiles: Sequence[float],
+    *,
+    status: RunStatus | None = None,
+    run_type: str | None = None,
+) -> list[float]:
+    """Quantiles of the seconds between two timestamps of the workspace's runs whose later
+    timestamp falls in the last hour (e.g. started_at -> completed_at of completed runs)."""
+    start, end = runs.c[span[0]], runs.c[span[1]]
+    seconds = sa.extract("epoch", end - start)
+    statement = sa.select(
+        sa.func.percentile_cont(sa.cast(list(quantiles), ARRAY(sa.Float)))
+        .within_group(seconds)
+        .label("values")
+    ).where(
+        runs.c.workspace_id == workspace_id,
+        end > sa.func.now() - timedelta(hours=1),
+        start.is_not(None),
+    )
+    if status is not None:
+        statement = statement.where(runs.c.status == status)
+    if run_type is not None:
+        statement = statement.where(runs.c.run_type == run_type)
+    values = conn.execute(statement).scalar()
+    return [float(value) for value in values or []]
 
 
 def recent_failures(conn: Connection, workspace_id: UUID, limit: int) -> Sequence[Row[Any]]:

@@ -108,10 +108,15 @@ class Supervisor:
             log.warning("heartbeat failed, will try again: %s", error)
             return
         for run_id in beats:
-            if run_id not in answers:
-                self._notice(run_id, "its lease was lost", None)
-            elif answers[run_id] is not None:
-                self._notice(run_id, "cancel requested", answers[run_id])
+            self.notice(run_id, run_id in answers, answers.get(run_id))
+
+    def notice(self, run_id: UUID, owned: bool, cancel_age: float | None) -> None:
+        """Act on what a write for the run learned (heartbeat or progress report): a run
+        that lost its row must stop; a cancelled one must stop and its grace starts."""
+        if not owned:
+            self._stop(run_id, "its lease was lost", None)
+        elif cancel_age is not None:
+            self._stop(run_id, "cancel requested", cancel_age)
 
     def check_deadlines(self) -> None:
         now = time.monotonic()
@@ -126,9 +131,8 @@ class Supervisor:
                 tracked.interrupted = True
                 self._interrupt(run_id)
 
-    def _notice(self, run_id: UUID, why: str, cancel_age: float | None) -> None:
-        """Tell the run to stop; a cancel also starts its grace (the progress path may
-        have set the event already, but only heartbeats arm the deadline)."""
+    def _stop(self, run_id: UUID, why: str, cancel_age: float | None) -> None:
+        """Tell the run to stop (once); a cancel also starts its grace (once)."""
         with self._lock:
             tracked = self._runs.get(run_id)
         if tracked is None:

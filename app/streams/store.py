@@ -127,3 +127,32 @@ def record_ticks(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
             index_elements=[ticks.c.stream_id, ticks.c.scheduled_for]
         )
         conn.execute(statement, list(rows))
+
+
+# One statement: pause only if the stream is enabled, asks for auto-pause, and its last N
+# ended scheduled runs all failed. Cancelled runs break a streak; live runs do not count.
+_PAUSE = sa.text("""
+UPDATE research_streams s
+   SET schedule_config = jsonb_set(s.schedule_config, '{enabled}', 'false'::jsonb),
+       next_scheduled_run = NULL,
+       paused_reason = format('paused after %s consecutive failed scheduled runs',
+                              s.schedule_config->>'pause_after_failures'),
+       updated_at = now()
+ WHERE s.id = :stream_id
+   AND (s.schedule_config->>'enabled')::boolean
+   AND (s.schedule_config->>'pause_after_failures') IS NOT NULL
+   AND (SELECT count(*) FILTER (WHERE recent.status = 'failed')
+          FROM (SELECT e.status FROM pipeline_executions e
+                 WHERE e.stream_id = s.id AND e.run_type = 'scheduled'
+                   AND e.status IN ('completed', 'failed', 'cancelled')
+                 ORDER BY e.scheduled_for DESC
+                 LIMIT (s.schedule_config->>'pause_after_failures')::int) recent
+       ) = (s.schedule_config->>'pause_after_failures')::int
+RETURNING s.paused_reason
+""")
+
+
+def pause_if_failing(conn: Connection, stream_id: UUID) -> str | None:
+    """Pause the stream if its `pause_after_failures` streak is complete; the reason if so."""
+    reason: str | None = conn.execute(_PAUSE, {"stream_id": stream_id}).scalar()
+    return reason

@@ -21,21 +21,16 @@ from tests.fixtures.queries import runs_of, ticks_of
 from tests.fixtures.services import wait_for
 
 
-def _prefix() -> dict[str, str]:
-    return {"RUNWAY_QUEUE_PREFIX": f"beat-{uuid.uuid4().hex[:8]}"}
-
-
 def _leading(process: Any) -> bool:
     return "beat: leading" in process.log()
 
 
 def test_beat_fires_interval_streams_and_a_worker_completes_them(
-    make_stream: Any, spawn: Any
+    isolated_queues: str, make_stream: Any, spawn: Any
 ) -> None:
-    env = _prefix()
     stream = make_stream(schedule_config={"interval_seconds": 1})
-    spawn("worker", "-c", "2", env=env)
-    spawn("beat", env=env)
+    spawn("worker", "-c", "2")
+    spawn("beat")
 
     def completed() -> list[Any]:
         return [run for run in runs_of(stream["id"]) if run.status == "completed"]
@@ -51,12 +46,13 @@ def test_beat_fires_interval_streams_and_a_worker_completes_them(
     assert {run.id for run in runs} <= fired
 
 
-def test_two_beats_one_leads_and_no_slot_runs_twice(make_stream: Any, spawn: Any) -> None:
-    env = _prefix()
+def test_two_beats_one_leads_and_no_slot_runs_twice(
+    isolated_queues: str, make_stream: Any, spawn: Any
+) -> None:
     streams = [
         make_stream(schedule_config={"interval_seconds": 1, "overlap": "allow"}) for _ in range(5)
     ]
-    first, second = spawn("beat", env=env), spawn("beat", env=env)
+    first, second = spawn("beat"), spawn("beat")
     wait_for(lambda: sum(len(runs_of(s["id"])) for s in streams) >= 25, 20, "25 scheduled runs")
 
     assert _leading(first) != _leading(second)
@@ -79,13 +75,12 @@ def test_two_beats_one_leads_and_no_slot_runs_twice(make_stream: Any, spawn: Any
 
 
 def test_flushdb_while_beat_runs_schedules_go_on_in_the_same_process(
-    make_stream: Any, spawn: Any, redis_client: redis.Redis
+    isolated_queues: str, make_stream: Any, spawn: Any, redis_client: redis.Redis
 ) -> None:
-    env = _prefix()
     stream = make_stream(schedule_config={"interval_seconds": 1, "overlap": "allow"})
-    beat = spawn("beat", env=env)
+    beat = spawn("beat")
     wait_for(lambda: len(runs_of(stream["id"])) >= 2, 15, "runs before the flush")
-    sweep_key = f"{env['RUNWAY_QUEUE_PREFIX']}:redbeat:runway-sweep"
+    sweep_key = f"{isolated_queues}:redbeat:runway-sweep"
     wait_for(lambda: redis_client.exists(sweep_key), 10, "the sweep entry")
 
     redis_client.flushdb()
@@ -98,12 +93,11 @@ def test_flushdb_while_beat_runs_schedules_go_on_in_the_same_process(
 
 
 def test_pausing_stops_runs_at_once(
-    api: TestClient, auth: dict[str, str], make_stream: Any, spawn: Any
+    isolated_queues: str, api: TestClient, auth: dict[str, str], make_stream: Any, spawn: Any
 ) -> None:
-    env = _prefix()
     stream = make_stream(schedule_config={"interval_seconds": 1, "overlap": "allow"})
     clock = make_stream(schedule_config={"interval_seconds": 1, "overlap": "allow"})
-    spawn("beat", env=env)
+    spawn("beat")
     wait_for(lambda: len(runs_of(stream["id"])) >= 2, 15, "runs before pausing")
 
     paused = api.patch(
@@ -117,13 +111,14 @@ def test_pausing_stops_runs_at_once(
     assert len(runs_of(stream["id"])) == count
 
 
-def test_overlap_skip_never_lets_two_runs_of_a_stream_overlap(make_stream: Any, spawn: Any) -> None:
-    env = _prefix()
+def test_overlap_skip_never_lets_two_runs_of_a_stream_overlap(
+    isolated_queues: str, make_stream: Any, spawn: Any
+) -> None:
     stream = make_stream(
         "builtin.sleep", params={"seconds": 2.5}, schedule_config={"interval_seconds": 1}
     )
-    spawn("worker", "-c", "3", env=env)
-    spawn("beat", env=env)
+    spawn("worker", "-c", "3")
+    spawn("beat")
 
     wait_for(
         lambda: len([r for r in runs_of(stream["id"]) if r.status == "completed"]) >= 2,
@@ -137,16 +132,17 @@ def test_overlap_skip_never_lets_two_runs_of_a_stream_overlap(make_stream: Any, 
     assert "skipped_overlap" in outcomes
 
 
-def test_busy_workers_do_not_delay_other_streams_scheduling(make_stream: Any, spawn: Any) -> None:
-    env = _prefix()
+def test_busy_workers_do_not_delay_other_streams_scheduling(
+    isolated_queues: str, make_stream: Any, spawn: Any
+) -> None:
     hog = make_stream(
         "builtin.sleep",
         params={"seconds": 60},
         schedule_config={"interval_seconds": 1, "overlap": "allow"},
     )
     other = make_stream(schedule_config={"interval_seconds": 1})
-    spawn("worker", "-c", "1", env=env)
-    spawn("beat", env=env)
+    spawn("worker", "-c", "1")
+    spawn("beat")
     wait_for(lambda: any(r.status == "running" for r in runs_of(hog["id"])), 20, "the hog to run")
     # Slots that came due while beat was starting are late for that reason; count the rest.
     with db.unit_of_work() as conn:
@@ -168,14 +164,13 @@ def test_busy_workers_do_not_delay_other_streams_scheduling(make_stream: Any, sp
 
 
 def test_auto_pause_after_consecutive_failures(
-    api: TestClient, auth: dict[str, str], make_stream: Any, spawn: Any
+    isolated_queues: str, api: TestClient, auth: dict[str, str], make_stream: Any, spawn: Any
 ) -> None:
-    env = _prefix()
     stream = make_stream(
         "builtin.fail", schedule_config={"interval_seconds": 1, "pause_after_failures": 2}
     )
-    spawn("worker", "-c", "2", env=env)
-    spawn("beat", env=env)
+    spawn("worker", "-c", "2")
+    spawn("beat")
 
     shown = wait_for(
         lambda: (

@@ -4,25 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.fixtures.services import publish_to, unpublished_run, wait_for_status
+from app.runs import dispatch
+from tests.fixtures.services import unpublished_run, wait_for_status
 
-QUEUE = "runway-isolated.runs"
 
-
-def test_prefork_worker_process_runs_runs(make_stream: Any, spawn: Any) -> None:
-    worker = spawn(
-        "worker",
-        "--pool",
-        "prefork",
-        "-c",
-        "2",
-        "-Q",
-        QUEUE,
-        env={"RUNWAY_QUEUE_PREFIX": "runway-isolated"},
-    )
+def test_prefork_worker_process_runs_runs(
+    isolated_queues: str, make_stream: Any, spawn: Any
+) -> None:
+    worker = spawn("worker", "--pool", "prefork", "-c", "2")
     stream = make_stream("builtin.sleep", params={"seconds": 0.3})
     run_ids = [unpublished_run(stream["id"]) for _ in range(4)]
-    publish_to(QUEUE, run_ids)
+    assert dispatch.publish_many(run_ids) == 4
 
     for run_id in run_ids:
         row = wait_for_status(run_id, "completed", timeout=30)
