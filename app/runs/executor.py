@@ -2,8 +2,9 @@
 
 Three writes on the hot path, each one conditional UPDATE in autocommit: the claim (which
 returns all the attempt needs), heartbeats (batched per process, only for long runs), and
-the final write. The final write is retried while Postgres is unreachable, so a database
-restart near the end of a long run does not throw the run's work away.
+the final write. The final write is retried for as long as Postgres is unreachable: the
+sweep rescues no run until Postgres has been up for a whole lease (see runs/store.py), so
+finished work is not thrown away by an outage, however long.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from app import db
 from app.errors import Cancelled, PermanentError
-from app.jsonvalues import storable_json
+from app.jsonvalues import storable_json, storable_text
 from app.pipelines import registry
 from app.pipelines.context import RunContext
-from app.runs import aftermath, store
+from app.runs import aftermath, dispatch, store
 from app.runs.outcome import Outcome, RetryPolicy
 from app.runs.supervisor import Supervisor
 from app.settings import get_settings
@@ -35,12 +36,19 @@ T = TypeVar("T")
 
 # Seconds to wait between tries of a hot-path write while Postgres is unreachable.
 DATABASE_RETRY_DELAYS = (0.2, 0.5, 1, 2, 4, 8)
+# The final write tries again at least this often, for as long as it takes: after an outage
+# it must land within the lease that the sweep grants every run once Postgres is back.
+FINAL_WRITE_RETRY_SECONDS = 1.0
+# The final write keeps trying at this pace after those, until Postgres answers.
+FINAL_WRITE_RETRY_SECONDS = 1.0
 
 
 @cache
 def supervisor() -> Supervisor:
     settings = get_settings()
-    return Supervisor(settings.heartbeat_seconds, settings.cancel_grace_seconds)
+    return Supervisor(
+        settings.heartbeat_seconds, settings.cancel_grace_seconds, settings.lease_seconds
+    )
 
 
 @cache
@@ -51,9 +59,17 @@ def retry_policy() -> RetryPolicy:
 
 def execute(run_id: UUID, worker: str) -> RunStatus | None:
     """Run one attempt. Returns how it ended, or None when the run was not ours to run."""
-    claimed = _with_database(lambda conn: store.claim(conn, run_id, worker))
+    sent = time.monotonic()
+
+    def claim(conn: store.HotConnection) -> store.ClaimAnswer:
+        nonlocal sent
+        sent = time.monotonic()  # the lease counts from here, at the latest
+        return store.claim(conn, run_id, worker)
+
+    answer = _with_database(claim)
+    claimed = answer.claimed
     if claimed is None:
-        log.info("run %s not claimable (duplicate delivery, cancelled or finished)", run_id)
+        _not_claimed(run_id, answer.wait_seconds)
         return None
     context = _context(claimed)
 
@@ -61,14 +77,39 @@ def execute(run_id: UUID, worker: str) -> RunStatus | None:
         _conclude(claimed, _terminated(context, how))
 
     limits = registry.limits(claimed.pipeline, get_settings())
-    with supervisor().track(run_id, claimed.attempt, context.cancel_event, limits, terminate):
+    tracking = supervisor().track(
+        run_id, claimed.attempt, context.cancel_event, limits, terminate, renewed_at=sent
+    )
+    with tracking as ticket:
         outcome = attempt(context)
-    return _conclude(claimed, outcome)
+    if ticket.taken:
+        log.info("run %s attempt %s was ended by its supervisor", run_id, claimed.attempt)
+        return None
+    return _conclude(claimed, _unless_lease_lost(context, outcome, ticket.stop_reason))
+
+
+def _not_claimed(run_id: UUID, wait_seconds: float | None) -> None:
+    """A message that came too early (the publisher's clock, or a duplicate, ran ahead of
+    the run's backoff) goes back with the time left; any other refusal is final."""
+    if wait_seconds is not None:
+        log.info("run %s is backing off for %.1fs more: publishing it again", run_id, wait_seconds)
+        dispatch.publish(run_id, countdown=wait_seconds)
+        return
+    log.info("run %s not claimable (duplicate delivery, cancelled, queued or finished)", run_id)
 
 
 def _conclude(claimed: store.Claimed, outcome: Outcome) -> RunStatus | None:
-    """Write how the attempt ended (fenced by its number), then set its consequences going."""
-    finished = _with_database(lambda conn: store.finish(conn, claimed.id, claimed.attempt, outcome))
+    """Write how the attempt ended (fenced by its attempt number), then set its consequences
+    going. An outcome Postgres refuses to store fails the run instead, with the reason."""
+
+    def finish(conn: store.HotConnection) -> store.Finished | None:
+        try:
+            return store.finish(conn, claimed.id, claimed.attempt, outcome)
+        except (psycopg.DataError, UnicodeError) as error:
+            log.error("run %s: its outcome cannot be stored: %s", claimed.id, error)
+            return store.finish(conn, claimed.id, claimed.attempt, _unstorable(outcome, error))
+
+    finished = _with_database(finish, forever=True)
     if finished is None:
         log.info("run %s attempt %s was taken over; outcome dropped", claimed.id, claimed.attempt)
         return None
@@ -84,6 +125,21 @@ def _conclude(claimed: store.Claimed, outcome: Outcome) -> RunStatus | None:
     return finished.status
 
 
+def _unless_lease_lost(context: RunContext, outcome: Outcome, stop_reason: str | None) -> Outcome:
+    """A pipeline that stopped because its lease was lost was not cancelled by anyone: the
+    attempt is retried (if its row is still this attempt's at all)."""
+    if outcome.status is not RunStatus.CANCELLED or stop_reason not in ("lost", "lease"):
+        return outcome
+    error = RuntimeError("the attempt was stopped: its worker could not keep its lease")
+    return retry_policy().decide(error, "lease_lost", context.attempt, context.max_attempts)
+
+
+def _unstorable(outcome: Outcome, error: Exception) -> Outcome:
+    reason = storable_text(f"the attempt ended {outcome.status} but its outcome cannot be stored")
+    detail = storable_text(f"{type(error).__name__}: {error}")
+    return Outcome(RunStatus.FAILED, error=f"{reason} ({detail})", error_type="unstorable_outcome")
+
+
 def _terminated(context: RunContext, how: str) -> Outcome:
     if how == "cancelled":
         return Outcome.cancelled("cancelled on request; the run ignored it and was terminated")
@@ -94,7 +150,8 @@ def _terminated(context: RunContext, how: str) -> Outcome:
 def attempt(context: RunContext) -> Outcome:
     """Call the pipeline and turn whatever happened into an Outcome."""
     try:
-        result = registry.get(context.pipeline)(context)
+        with supervisor().interruptible():
+            result = registry.get(context.pipeline)(context)
         return Outcome.completed(_as_result(result))
     except Cancelled:
         return Outcome.cancelled()
@@ -102,7 +159,7 @@ def attempt(context: RunContext) -> Outcome:
         error: BaseException = TimeoutError("the run exceeded its time limit")
         error_type = "timeout"
     except Exception as exc:
-        error, error_type = exc, type(exc).__name__
+        error, error_type = exc, storable_text(type(exc).__name__)
         log.warning(
             "run %s attempt %s raised %s: %s", context.run_id, context.attempt, error_type, exc
         )
@@ -111,25 +168,31 @@ def attempt(context: RunContext) -> Outcome:
     return retry_policy().decide(error, error_type, context.attempt, context.max_attempts)
 
 
-def _with_database(write: Callable[[store.HotConnection], T]) -> T:
-    """Run a hot-path write, trying again with a fresh connection while Postgres is away.
+def _with_database(write: Callable[[store.HotConnection], T], forever: bool = False) -> T:
+    """Run a hot-path write, trying again with a fresh connection while Postgres is away:
+    for about 16 s, or `forever` (the final write: finished work is worth the wait).
 
     Safe because every write is conditional: one that did commit before its answer was lost
     finds the row already moved on and returns None.
     """
-    for delay in (*DATABASE_RETRY_DELAYS, None):
+    delays = iter(DATABASE_RETRY_DELAYS)
+    while True:
         try:
             with db.hot_connection() as conn:
                 return write(conn)
         except psycopg.OperationalError as error:
+            delay = next(delays, FINAL_WRITE_RETRY_SECONDS if forever else None)
             if delay is None:
                 raise
+            if forever:
+                delay = min(delay, FINAL_WRITE_RETRY_SECONDS)
             log.warning("database unavailable, trying again in %ss: %s", delay, error)
             time.sleep(delay)
-    raise AssertionError("unreachable")
 
 
 def _as_result(result: Mapping[str, Any] | None) -> dict[str, Any]:
+    if result is not None and not isinstance(result, Mapping):
+        raise PermanentError(f"the pipeline returned a {type(result).__name__}, not a dict")
     value = dict(result or {})
     problem = storable_json(value)
     if problem is not None:
@@ -158,11 +221,12 @@ def _context(claimed: store.Claimed) -> RunContext:
 
 
 def _progress(claimed: store.Claimed, percent: float, message: str) -> None:
-    progress = {"percent": round(percent, 2), "message": message}
+    progress = {"percent": round(percent, 2), "message": storable_text(str(message))}
+    sent = time.monotonic()
     try:
         with db.hot_connection() as conn:
             owned, cancel_age = store.set_progress(conn, claimed.id, claimed.attempt, progress)
     except psycopg.OperationalError as error:
         log.warning("progress of run %s not recorded: %s", claimed.id, error)
         return
-    supervisor().notice(claimed.id, owned, cancel_age)
+    supervisor().notice(claimed.id, owned, cancel_age, sent)

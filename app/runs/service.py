@@ -95,7 +95,7 @@ def cancel(workspace_id: UUID, run_id: UUID) -> Row[Any]:
             current = _run(conn, workspace_id, run_id)
             raise Conflict(f"run {run_id} is already {current.status}")
         ended = row.status == RunStatus.CANCELLED
-        released = store.relink_waiting(conn, run_id, row.after_run) if ended else []
+        released = store.next_queued(conn, row.stream_id) if ended else []
     dispatch.publish_many(released)
     return row
 

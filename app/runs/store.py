@@ -11,7 +11,7 @@ from uuid import UUID
 
 import psycopg
 import sqlalchemy as sa
-from psycopg.rows import class_row
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from sqlalchemy.dialects.postgresql import ARRAY, distinct_on, insert
 from sqlalchemy.engine import Connection, Row
@@ -126,29 +126,49 @@ def _quoted(statuses: Sequence[RunStatus]) -> str:
 
 
 def _released(run: str) -> str:
-    """SQL: the ids of the runs queued behind `run` (overlap "queue"), once it has ended."""
+    """SQL: once `run` has ended, the oldest run of its stream queued by overlap "queue",
+    to be published. Its claim decides whether it may start (every older run of the stream
+    ended); whichever run ends last publishes it after its commit, so no wake-up is lost."""
     return f"""ARRAY(SELECT waiting.id FROM pipeline_executions waiting
-                   WHERE waiting.after_run = {run}.id AND waiting.status = 'pending'
-                     AND {run}.status IN ({_quoted(tuple(TERMINAL))}))"""
+                   WHERE waiting.stream_id = {run}.stream_id AND waiting.after_run IS NOT NULL
+                     AND waiting.status = 'pending'
+                     AND {run}.status IN ({_quoted(tuple(TERMINAL))})
+                   ORDER BY waiting.created_at, waiting.id LIMIT 1)"""
 
 
-# A retrying run is not started before its backoff is over (a second's slack for clocks).
+# A run queued by overlap "queue" (after_run set) starts only when every older run of its
+# stream has ended, whatever their type: a pointer to one run could go stale (a newer manual
+# run ends first; the run pointed at is cancelled while the tick writes).
+_QUEUE_CLEAR = f"""(after_run IS NULL OR NOT EXISTS (
+        SELECT 1 FROM pipeline_executions older
+         WHERE older.stream_id = pipeline_executions.stream_id
+           AND older.status IN ({_quoted(LIVE)})
+           AND (older.created_at, older.id)
+             < (pipeline_executions.created_at, pipeline_executions.id)))"""
+
+# One round trip, one row: the claimed attempt, or (not claimed) how many seconds of
+# backoff the run has left, so that a message that came early goes back for the rest.
 _CLAIM = f"""
+WITH claimed AS (
 UPDATE pipeline_executions
    SET status = 'running', attempt = attempt + 1, worker = %(worker)s,
        started_at = coalesce(started_at, now()), heartbeat_at = now(),
        next_attempt_at = NULL, updated_at = now()
  WHERE id = %(run_id)s AND status IN ({_quoted(CLAIMABLE)}) AND attempt < max_attempts
-   AND (next_attempt_at IS NULL OR next_attempt_at <= now() + interval '1 second')
-   AND (after_run IS NULL OR NOT EXISTS (
-        SELECT 1 FROM pipeline_executions ahead
-         WHERE ahead.id = pipeline_executions.after_run AND ahead.status IN ({_quoted(LIVE)})))
+   AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+   AND {_QUEUE_CLEAR}
 RETURNING id, pipeline, run_type, attempt, max_attempts, stream_id, params,
-          (SELECT name FROM research_streams s WHERE s.id = stream_id) AS stream_name
+          (SELECT name FROM research_streams s WHERE s.id = stream_id) AS stream_name)
+SELECT claimed.*,
+       (SELECT extract(epoch FROM w.next_attempt_at - now())::float8
+          FROM pipeline_executions w
+         WHERE w.id = %(run_id)s AND w.status IN ({_quoted(CLAIMABLE)})
+           AND w.next_attempt_at > now()) AS wait_seconds
+  FROM (VALUES (1)) AS one LEFT JOIN claimed ON true
 """
 
-# A cancel request that arrived meanwhile wins over whatever the attempt reports. Runs
-# queued behind this one (overlap "queue") come back with it, to be published once it ended.
+# A cancel request that arrived meanwhile wins over whatever the attempt reports. The run
+# queued behind this one's stream (overlap "queue") comes back with it, to be published.
 _FINISH = f"""
 WITH finished AS (
 UPDATE pipeline_executions
@@ -163,7 +183,7 @@ UPDATE pipeline_executions
        next_attempt_at = now() + make_interval(secs => %(retry_in)s),
        heartbeat_at = NULL, updated_at = now()
  WHERE id = %(run_id)s AND status = 'running' AND attempt = %(attempt)s
-RETURNING id, status)
+RETURNING id, status, stream_id)
 SELECT status, {_released("finished")} FROM finished
 """
 
@@ -197,13 +217,23 @@ class Claimed:
     stream_name: str | None
 
 
-def claim(conn: HotConnection, run_id: UUID, worker: str) -> Claimed | None:
+@dataclass(frozen=True)
+class ClaimAnswer:
+    claimed: Claimed | None
+    wait_seconds: float | None  # not claimed only because its backoff is not over
+
+
+def claim(conn: HotConnection, run_id: UUID, worker: str) -> ClaimAnswer:
     """pending/retrying -> running, counting the attempt (the fencing token of what follows).
 
-    None: another delivery has it, or it was cancelled or ended; the caller does nothing.
+    Not claimed: another delivery has it, it was cancelled or ended, it is queued behind an
+    older run of its stream, or (`wait_seconds`) its backoff is not over yet.
     """
-    with conn.cursor(row_factory=class_row(Claimed)) as cursor:
-        return cursor.execute(_CLAIM, {"run_id": run_id, "worker": worker}).fetchone()
+    with conn.cursor(row_factory=dict_row) as cursor:
+        row = cursor.execute(_CLAIM, {"run_id": run_id, "worker": worker}).fetchone()
+    assert row is not None
+    wait_seconds = row.pop("wait_seconds")
+    return ClaimAnswer(None if row["id"] is None else Claimed(**row), wait_seconds)
 
 
 @dataclass(frozen=True)
@@ -259,13 +289,16 @@ def set_progress(
 # Rescue: a running run whose heartbeat is older than the lease lost its worker. It goes back
 # to retrying (the attempt counts), fails when attempts are used up, or ends cancelled if a
 # cancel was asked for; a run still running past its cancel grace ends cancelled too (its
-# worker may be gone). One statement for all of them; a worker that is in fact alive finds
-# its row gone at its next heartbeat and stops.
+# worker may be gone). One statement for all of them. A worker that cannot renew a lease
+# stops its pipeline before the lease expires (runs/supervisor.py), so the next attempt
+# never overlaps it. Postgres' own start counts as a heartbeat of every run: no worker could
+# renew while Postgres was down, so after a restart they all get a whole lease to answer.
 _RESCUE = f"""
 WITH lost AS (
     SELECT id FROM pipeline_executions
      WHERE status = 'running'
-       AND (heartbeat_at < now() - make_interval(secs => %(lease)s)
+       AND (greatest(heartbeat_at, pg_postmaster_start_time())
+              < now() - make_interval(secs => %(lease)s)
             OR cancel_requested_at < now() - make_interval(secs => %(grace)s))
      ORDER BY heartbeat_at
      LIMIT %(limit)s
@@ -330,14 +363,18 @@ def take_unclaimed(conn: HotConnection, lease_seconds: float, limit: int) -> lis
     return [row[0] for row in rows]
 
 
-def relink_waiting(conn: Connection, run_id: UUID, ahead: UUID | None) -> list[UUID]:
-    """`run_id` left a queue (overlap "queue") early: the runs waiting on it now wait on the
-    run it was waiting on. Returns them; the claim decides whether they may start yet."""
+def next_queued(conn: Connection, stream_id: UUID) -> list[UUID]:
+    """The oldest run of the stream queued by overlap "queue" (see _released): to publish
+    when a run of the stream ended outside the hot path (a cancel)."""
     statement = (
-        sa.update(runs)
-        .where(runs.c.after_run == run_id, runs.c.status == RunStatus.PENDING)
-        .values(after_run=ahead)
-        .returning(runs.c.id)
+        sa.select(runs.c.id)
+        .where(
+            runs.c.stream_id == stream_id,
+            runs.c.after_run.is_not(None),
+            runs.c.status == RunStatus.PENDING,
+        )
+        .order_by(runs.c.created_at, runs.c.id)
+        .limit(1)
     )
     return list(conn.execute(statement).scalars())
 

@@ -1,17 +1,27 @@
-"""Per worker process: heartbeats, cancel notices and time limits for the runs it executes.
+"""Per worker process: leases, cancel notices and time limits of the runs it executes.
 
-One thread per process. Every RUNWAY_HEARTBEAT_SECONDS it renews the leases of all the
-process's runs with one UPDATE, which also brings back cancel requests: the run's cancel
-event is set, so `ctx.cancelled` turns true. A run whose row no longer answers (its lease
-was taken over, or it ended) is told to stop the same way.
+Two threads per process, so that a stalled database call never delays a deadline:
+- the heartbeat thread renews the leases of all the process's runs with one UPDATE every
+  RUNWAY_HEARTBEAT_SECONDS (every quarter second after a failure). Its answer brings back
+  cancel requests, and runs whose row no longer answers (taken over, or ended);
+- the watchdog thread does no I/O: every tenth of a second it checks each run's deadlines.
 
-Deadlines, checked between heartbeats:
-- soft time limit: the task is interrupted with SoftTimeLimitExceeded (ends as `timeout`);
-- cancel grace (RUNWAY_CANCEL_GRACE_SECONDS after the cancel was requested) and hard time
-  limit: the run's final state is written for it and its process is terminated. Celery's
-  prefork pool replaces the process; the redelivered message finds the row ended.
-Interrupting and terminating need a prefork child (`allow_termination()`); elsewhere
-(threads pool) runs can only be cancelled cooperatively.
+Deadlines, on this process's monotonic clock:
+- lease: a run whose lease was last renewed `lease_budget` ago is terminated at once, before
+  the lease can expire and the sweep can start another attempt (guarantee 9). The renewal
+  counts from when the renewing statement was sent, which is no later than the heartbeat
+  Postgres records, so no clock needs to agree with another;
+- stop grace: a run told to stop (cancel requested, or its row lost) gets
+  RUNWAY_CANCEL_GRACE_SECONDS to return; then a cancelled run's end is written for it and
+  its process terminated; a lost run's process is terminated (its row is not ours to write);
+- hard time limit: the run's end (`timeout`) is written for it, then its process terminated;
+- soft time limit: the run is interrupted with SoftTimeLimitExceeded.
+
+Terminating and interrupting need a prefork child (`allow_termination()`); elsewhere
+(threads pool) runs can only be told to stop. Whoever ends an attempt first owns its final
+write: the watchdog marks the run taken under the same lock that `track()` leaves under, so
+a pipeline that returned meanwhile is never killed or overwritten, and the executor does not
+write an attempt the supervisor ended.
 """
 
 from __future__ import annotations
@@ -24,17 +34,29 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import FrameType
 from uuid import UUID
 
 import psycopg
+from celery.exceptions import SoftTimeLimitExceeded
 
 from app import db
 from app.runs import store
 
 log = logging.getLogger(__name__)
 
-# How the run must end when its process is terminated: "cancelled" or "timeout".
+# How the run must end when the supervisor ends it: "cancelled" or "timeout".
 Terminate = Callable[[str], None]
+Kill = Callable[[int, int], None]
+
+WATCH_SECONDS = 0.1
+HEARTBEAT_RETRY_SECONDS = 0.25
+
+
+def lease_budget(lease_seconds: float) -> float:
+    """How long a run may go without a renewal before its worker stops it: the lease less a
+    margin for the watchdog's period and the kill."""
+    return lease_seconds - max(0.5, lease_seconds * 0.1)
 
 
 @dataclass
@@ -44,26 +66,43 @@ class Limits:
 
 
 @dataclass
-class _Tracked:
+class Ticket:
+    """One attempt under supervision. `taken`: the supervisor ended it (wrote its end, or
+    terminated it); the executor must not write an outcome of its own."""
+
     attempt: int
     cancel_event: threading.Event
     terminate: Terminate
+    renewed_at: float
     soft_deadline: float | None
     hard_deadline: float | None
-    cancel_deadline: float | None = None
+    stop_deadline: float | None = None
+    stop_reason: str | None = None  # "cancelled" | "lost"
     interrupted: bool = False
-    ending: bool = False
+    in_progress: bool = True
+    taken: bool = False
+    killing: bool = False
 
 
 class Supervisor:
-    def __init__(self, heartbeat_seconds: float, cancel_grace_seconds: float) -> None:
+    def __init__(
+        self,
+        heartbeat_seconds: float,
+        cancel_grace_seconds: float,
+        lease_seconds: float,
+        kill: Kill = os.kill,
+    ) -> None:
         self.heartbeat_seconds = heartbeat_seconds
         self.cancel_grace_seconds = cancel_grace_seconds
+        self.lease_budget = lease_budget(lease_seconds)
         self.can_terminate = False
-        self._runs: dict[UUID, _Tracked] = {}
+        self._kill_process = kill
+        self._runs: dict[UUID, Ticket] = {}
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._pid = os.getpid()
+        self._interruptible = False
+        self._handlers_installed = False
 
     def allow_termination(self) -> None:
         """This process is a prefork child: it may interrupt and end itself."""
@@ -77,113 +116,191 @@ class Supervisor:
         cancel_event: threading.Event,
         limits: Limits,
         terminate: Terminate,
-    ) -> Iterator[None]:
+        renewed_at: float,
+    ) -> Iterator[Ticket]:
+        """Supervise one attempt while the block runs; `renewed_at` is when its claim was sent."""
         now = time.monotonic()
-        tracked = _Tracked(
+        ticket = Ticket(
             attempt,
             cancel_event,
             terminate,
+            renewed_at,
             None if limits.soft_seconds is None else now + limits.soft_seconds,
             None if limits.hard_seconds is None else now + limits.hard_seconds,
         )
+        self._install_handlers()
         with self._lock:
-            self._runs[run_id] = tracked
-            self._ensure_thread()
+            self._runs[run_id] = ticket
+            self._ensure_threads()
+        try:
+            yield ticket
+        finally:
+            with self._lock:
+                ticket.in_progress = False
+                self._runs.pop(run_id, None)
+
+    @contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """The pipeline call: the only code a soft time limit may interrupt."""
+        self._interruptible = True
         try:
             yield
         finally:
-            with self._lock:
-                self._runs.pop(run_id, None)
+            self._interruptible = False
 
-    def beat(self) -> None:
+    # The heartbeat thread.
+    def beat(self) -> bool:
         """Renew every tracked run's lease in one statement; act on what comes back."""
         with self._lock:
-            beats = {run_id: tracked.attempt for run_id, tracked in self._runs.items()}
+            beats = {run_id: ticket.attempt for run_id, ticket in self._runs.items()}
         if not beats:
-            return
+            return True
+        sent = time.monotonic()
         try:
             with db.hot_connection() as conn:
                 answers = store.heartbeat(conn, beats)
         except psycopg.Error as error:
             log.warning("heartbeat failed, will try again: %s", error)
-            return
+            return False
         for run_id in beats:
-            self.notice(run_id, run_id in answers, answers.get(run_id))
+            self.notice(run_id, run_id in answers, answers.get(run_id), sent)
+        return True
 
-    def notice(self, run_id: UUID, owned: bool, cancel_age: float | None) -> None:
-        """Act on what a write for the run learned (heartbeat or progress report): a run
-        that lost its row must stop; a cancelled one must stop and its grace starts."""
+    def notice(self, run_id: UUID, owned: bool, cancel_age: float | None, sent: float) -> None:
+        """Act on what a write for the run learned (heartbeat or progress report), sent at
+        `sent`: an owned row renews the lease; a run that lost its row, or was cancelled,
+        must stop, and its grace starts."""
+        with self._lock:
+            ticket = self._runs.get(run_id)
+        if ticket is None:
+            return
         if not owned:
-            self._stop(run_id, "its lease was lost", None)
-        elif cancel_age is not None:
-            self._stop(run_id, "cancel requested", cancel_age)
+            self._stop(run_id, ticket, "lost", self.cancel_grace_seconds)
+            return
+        ticket.renewed_at = max(ticket.renewed_at, sent)
+        if cancel_age is not None:
+            self._stop(run_id, ticket, "cancelled", self.cancel_grace_seconds - cancel_age)
 
+    # The watchdog thread (and SIGCONT): no I/O here, ever.
     def check_deadlines(self) -> None:
         now = time.monotonic()
         with self._lock:
-            due = [(run_id, tracked) for run_id, tracked in self._runs.items()]
-        for run_id, tracked in due:
-            if _passed(tracked.cancel_deadline, now):
-                self._end(run_id, tracked, "cancelled")
-            elif _passed(tracked.hard_deadline, now):
-                self._end(run_id, tracked, "timeout")
-            elif _passed(tracked.soft_deadline, now) and not tracked.interrupted:
-                tracked.interrupted = True
-                self._interrupt(run_id)
+            due = list(self._runs.items())
+        for run_id, ticket in due:
+            if now - ticket.renewed_at >= self.lease_budget:
+                self._kill(run_id, ticket, "its lease could not be renewed in time")
+            elif _passed(ticket.stop_deadline, now) and ticket.stop_reason == "lost":
+                self._kill(run_id, ticket, "its lease was taken over")
+            elif _passed(ticket.stop_deadline, now):
+                self._end(run_id, ticket, "cancelled")
+            elif _passed(ticket.hard_deadline, now):
+                self._end(run_id, ticket, "timeout")
+            elif _passed(ticket.soft_deadline, now) and not ticket.interrupted:
+                ticket.interrupted = True
+                self._interrupt(run_id, ticket)
 
-    def _stop(self, run_id: UUID, why: str, cancel_age: float | None) -> None:
-        """Tell the run to stop (once); a cancel also starts its grace (once)."""
+    def _stop(self, run_id: UUID, ticket: Ticket, reason: str, grace: float) -> None:
+        """Tell the run to stop (once); its grace starts (once)."""
+        if not ticket.cancel_event.is_set():
+            log.info("run %s must stop: %s", run_id, reason)
+            ticket.cancel_event.set()
+        if ticket.stop_deadline is None:
+            ticket.stop_reason = reason
+            ticket.stop_deadline = time.monotonic() + max(0.0, grace)
+
+    def _interrupt(self, run_id: UUID, ticket: Ticket) -> None:
         with self._lock:
-            tracked = self._runs.get(run_id)
-        if tracked is None:
-            return
-        if not tracked.cancel_event.is_set():
-            log.info("run %s must stop: %s", run_id, why)
-            tracked.cancel_event.set()
-        if cancel_age is not None and tracked.cancel_deadline is None:
-            remaining = max(0.0, self.cancel_grace_seconds - cancel_age)
-            tracked.cancel_deadline = time.monotonic() + remaining
+            if not (ticket.in_progress and not ticket.taken):
+                return
+            if not self.can_terminate:
+                log.warning("run %s is over its soft time limit; cannot interrupt it here", run_id)
+                return
+            log.warning("run %s is over its soft time limit: interrupting it", run_id)
+            self._kill_process(os.getpid(), signal.SIGUSR1)
 
-    def _interrupt(self, run_id: UUID) -> None:
-        if not self.can_terminate:
-            log.warning("run %s is over its soft time limit; it cannot be interrupted here", run_id)
-            return
-        log.warning("run %s is over its soft time limit: interrupting it", run_id)
-        os.kill(os.getpid(), signal.SIGUSR1)  # billiard raises SoftTimeLimitExceeded
-
-    def _end(self, run_id: UUID, tracked: _Tracked, how: str) -> None:
-        """Write the run's end for it, then kill this process, but only while the run is
-        still the one in progress: `track()` leaves under the same lock, so a pipeline that
-        returned meanwhile (and a next run it went on to) is never killed."""
-        if tracked.ending:
-            return
-        tracked.ending = True
+    def _end(self, run_id: UUID, ticket: Ticket, how: str) -> None:
+        """Take the attempt over, write its end (off this thread: the write may wait for the
+        database), then terminate the process if the run is still the one in progress."""
+        with self._lock:
+            if not ticket.in_progress or ticket.taken:
+                return
+            ticket.taken = True
         log.warning("run %s did not stop in time: ending it as %s", run_id, how)
-        tracked.terminate(how)
+
+        def write_then_kill() -> None:
+            ticket.terminate(how)
+            self._kill(run_id, ticket, f"it was ended as {how}")
+
+        threading.Thread(target=write_then_kill, name="runway-end", daemon=True).start()
+
+    def _kill(self, run_id: UUID, ticket: Ticket, why: str) -> None:
         with self._lock:
-            if self._runs.get(run_id) is tracked and self.can_terminate:
-                os.kill(os.getpid(), signal.SIGKILL)
+            if not ticket.in_progress or ticket.killing:
+                return
+            if not self.can_terminate:
+                ticket.stop_reason = ticket.stop_reason or "lease"
+                if not ticket.cancel_event.is_set():
+                    log.warning("run %s must stop (%s); it can only be asked here", run_id, why)
+                    ticket.cancel_event.set()
+                return
+            ticket.taken = ticket.killing = True
+            log.warning("run %s: terminating its process, %s", run_id, why)
+            self._kill_process(os.getpid(), signal.SIGKILL)
 
-    def _ensure_thread(self) -> None:
-        if self._pid != os.getpid():  # forked: the parent's thread does not exist here
-            self._pid, self._thread = os.getpid(), None
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(
-                target=self._loop, name="runway-supervisor", daemon=True
+    # Signals, in a prefork child's main thread (the one that runs pipelines).
+    def _install_handlers(self) -> None:
+        if self._handlers_installed or not self.can_terminate:
+            return
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signal.signal(signal.SIGUSR1, self._on_soft_limit)
+        signal.signal(signal.SIGCONT, self._on_continue)
+        self._handlers_installed = True
+
+    def _on_soft_limit(self, signum: int, frame: FrameType | None) -> None:
+        if self._interruptible:
+            raise SoftTimeLimitExceeded()
+
+    def _on_continue(self, signum: int, frame: FrameType | None) -> None:
+        """The process was stopped (SIGSTOP) and resumed: check the leases before the
+        pipeline runs another line, since it may have been stopped past its lease."""
+        now = time.monotonic()
+        for ticket in list(self._runs.values()):
+            if now - ticket.renewed_at >= self.lease_budget and not ticket.killing:
+                ticket.taken = ticket.killing = True  # no logging: this interrupted the thread
+                self._kill_process(os.getpid(), signal.SIGKILL)
+
+    def _ensure_threads(self) -> None:
+        if self._pid != os.getpid():  # forked: the parent's threads do not exist here
+            self._pid, self._threads = os.getpid(), []
+        if self._threads and all(thread.is_alive() for thread in self._threads):
+            return
+        self._threads = [
+            threading.Thread(target=loop, name=name, daemon=True)
+            for loop, name in (
+                (self._heartbeat_loop, "runway-heartbeat"),
+                (self._watchdog_loop, "runway-watchdog"),
             )
-            self._thread.start()
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    def _loop(self) -> None:
-        next_beat = time.monotonic() + self.heartbeat_seconds
+    def _heartbeat_loop(self) -> None:
         while True:
-            time.sleep(min(0.25, self.heartbeat_seconds))
+            delay = self.heartbeat_seconds
             try:
-                if time.monotonic() >= next_beat:
-                    next_beat = time.monotonic() + self.heartbeat_seconds
-                    self.beat()
+                delay = self.heartbeat_seconds if self.beat() else HEARTBEAT_RETRY_SECONDS
+            except Exception:  # this thread must outlive any one failure
+                log.exception("supervisor heartbeat: unexpected error, carrying on")
+            time.sleep(delay)
+
+    def _watchdog_loop(self) -> None:
+        while True:
+            time.sleep(WATCH_SECONDS)
+            try:
                 self.check_deadlines()
             except Exception:  # this thread must outlive any one failure
-                log.exception("supervisor: unexpected error, carrying on")
+                log.exception("supervisor watchdog: unexpected error, carrying on")
 
 
 def _passed(deadline: float | None, now: float) -> bool:

@@ -56,7 +56,7 @@ def test_concurrent_claims_of_one_run_have_one_winner(make_stream: Any) -> None:
     def claim() -> None:
         start.wait()
         with db.hot_connection() as conn:
-            won.append(store.claim(conn, run_id, "w") is not None)
+            won.append(store.claim(conn, run_id, "w").claimed is not None)
 
     threads = [threading.Thread(target=claim) for _ in range(8)]
     for thread in threads:
