@@ -6,7 +6,8 @@ leaves one tick:
 - all but the latest are `missed` (beat was not running, or was behind);
 - the latest fires, unless `misfire` is `skip` and it is already late (then `missed`), or
   `overlap` is `skip` and a run of the stream is live (then `skipped_overlap`).
-With `overlap: queue` the fired run waits for the live one (`after_run`).
+With `overlap: queue` the fired run waits until every older run of the stream has ended
+(`after_run` names the newest of them; the claim checks them all).
 """
 
 from __future__ import annotations
