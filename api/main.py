@@ -8,14 +8,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors
-from api.limits import BodyLimit
+from api.limits import BodyLimit, JsonDepthLimit
 from api.routes import health, operations, runs, streams
 from app import db, logs
+from app.jsonvalues import MAX_JSON_DEPTH
 from app.pipelines import registry
 from app.settings import get_settings
 
-DESCRIPTION = """Trigger, watch and cancel research-stream pipeline runs, and manage the
-streams' schedules. Every endpoint but `/health` needs `Authorization: Bearer <key>`."""
+DESCRIPTION = f"""Trigger, watch and cancel research-stream pipeline runs, and manage the
+streams' schedules. Every endpoint but `/health` needs `Authorization: Bearer <key>`.
+
+JSON in a request (`params`, `schedule_config`) nests at most {MAX_JSON_DEPTH} levels, and its
+text holds no NUL character and no lone surrogate; anything else is a 422 naming the field."""
 
 
 @asynccontextmanager
@@ -30,6 +34,7 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
 
 def create_app() -> FastAPI:
     api = FastAPI(title="Runway", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    api.add_middleware(JsonDepthLimit)  # inside BodyLimit: it only ever holds a bounded body
     api.add_middleware(BodyLimit, max_bytes=get_settings().max_body_bytes)
     errors.install(api)
     for module in (streams, runs, operations, health):

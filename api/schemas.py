@@ -28,8 +28,11 @@ def _storable(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-# Request bodies: JSON objects and text that Postgres can store (no NaN, no NUL).
+# Request bodies: JSON objects and text that Postgres can store and the API can serve back
+# (no NaN, NUL or lone surrogate; at most MAX_JSON_DEPTH levels deep).
 Params = Annotated[dict[str, Any], AfterValidator(_storable)]
+# Response bodies: what is stored, as it is; checking it again could only turn a row into a 500.
+JsonObject = dict[str, Any]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
 
 
@@ -68,8 +71,8 @@ class StreamOut(BaseModel):
     id: UUID
     name: str
     pipeline: str
-    params: Params
-    schedule_config: Params | None
+    params: JsonObject
+    schedule_config: JsonObject | None
     next_scheduled_run: datetime | None
     last_scheduled_run: datetime | None
     paused_reason: str | None
@@ -110,9 +113,9 @@ class RunOut(BaseModel):
     status: RunStatusName
     attempt: int = Field(description="Attempts started so far (0 while pending).")
     max_attempts: int
-    params: Params
-    progress: Params | None = Field(description="`{percent, message}` as last reported.")
-    result: Params | None
+    params: JsonObject
+    progress: JsonObject | None = Field(description="`{percent, message}` as last reported.")
+    result: JsonObject | None
     error: str | None
     error_type: str | None
     cancel_requested: bool

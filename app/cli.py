@@ -58,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     create.add_argument("--name", default="")
     commands.add_parser("demo", help="ensure the demo workspace, key and stream; print the key")
     args = parser.parse_args(argv)
+    get_settings()  # settings that contradict each other stop every command here, in one line
 
     if args.command == "migrate":
         migrate()

@@ -63,15 +63,12 @@ def create_engine(url: str, **options: Any) -> Engine:
             "connect_timeout": 5,
             "application_name": "runway",
             # A peer that vanished without a word (a cut network) fails the call instead of
-            # hanging it forever; a process stopped inside a transaction (SIGSTOP) does not
-            # keep its row locks longer than a lease.
+            # hanging it forever.
             "keepalives": 1,
             "keepalives_idle": 10,
             "keepalives_interval": 5,
             "keepalives_count": 3,
             "tcp_user_timeout": 30_000,
-            "options": "-c idle_in_transaction_session_timeout="
-            f"{int(get_settings().lease_seconds * 1000)}",
         },
         **options,
     )

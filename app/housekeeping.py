@@ -5,7 +5,8 @@
    cancelled. Runs still running past their cancel grace end cancelled. A late write from
    the old worker loses to the attempt fence.
 2. Re-publish: pending or retrying runs that nobody claimed for a lease are published
-   again, but only while their queue is empty. An empty queue with unclaimed runs means
+   again, but only while their queue is empty (runs queued by overlap "queue" that may
+   start now, whatever the queue holds). An empty queue with unclaimed runs means
    their messages were lost (Redis restarted, a publish failed); a busy queue means they are
    merely waiting, and publishing them again would only double the backlog.
 """
@@ -43,7 +44,11 @@ def rescue() -> int:
     settings = get_settings()
     with db.hot_connection() as conn:
         rescued = store.rescue_expired(
-            conn, settings.lease_seconds, settings.cancel_grace_seconds, BATCH
+            conn,
+            settings.lease_seconds,
+            settings.cancel_grace_seconds,
+            BATCH,
+            margin=settings.heartbeat_seconds,
         )
     for run in rescued:
         log.warning("run %s lost its worker: now %s", run.id, run.status)
@@ -52,11 +57,13 @@ def rescue() -> int:
 
 
 def republish() -> int:
+    """Behind a busy queue, only runs queued by overlap "queue" that may start now: each is
+    published when an older run of its stream ends, but two runs ending at once can each
+    see the other still live, and then neither publishes it."""
     settings = get_settings()
-    if queue_depth(settings.runs_queue) > 0:
-        return 0
+    queued_only = queue_depth(settings.runs_queue) > 0
     with db.hot_connection() as conn:
-        lost = store.take_unclaimed(conn, settings.lease_seconds, BATCH)
+        lost = store.take_unclaimed(conn, settings.lease_seconds, BATCH, queued_only)
     return dispatch.publish_many(lost)
 
 

@@ -1,22 +1,82 @@
-"""What Postgres can store: JSON without NaN or Infinity, and text without NUL characters."""
+"""What Runway can store and serve: JSON without NaN or Infinity, text without NUL characters
+or lone surrogates, and nesting no deeper than MAX_JSON_DEPTH.
+
+The depth limit is the tightest link of the chain a value passes through, with room to spare:
+pydantic-core refuses to serialise a response nested more than 255 levels (the value sits two
+or three levels down in a response: a run inside a page), its JSON parser stops at 200, Python's
+`json` at about 1,000 (the interpreter's recursion limit), and Postgres' jsonb at several
+thousand (its stack depth).
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+
+MAX_JSON_DEPTH = 64
+
+_LONE_SURROGATE = re.compile(
+    r"[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]"
+)
 
 
 def storable_json(value: Any) -> str | None:
-    """None if `value` can be stored as jsonb, else a message saying why not."""
+    """None if `value` can be stored as jsonb and served back, else a message saying why not."""
+    if json_depth(value) > MAX_JSON_DEPTH:
+        return f"nested deeper than {MAX_JSON_DEPTH} levels"
     try:
-        text = json.dumps(value, allow_nan=False)
+        json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as error:
         return f"not JSON that can be stored ({error})"
-    if "\\u0000" in text:
-        return "contains a NUL character (\\u0000), which Postgres cannot store"
+    for text in _strings(value):
+        problem = _text_problem(text)
+        if problem is not None:
+            return problem
     return None
 
 
 def storable_text(text: str) -> str:
-    """`text` with any NUL characters removed (Postgres text cannot hold them)."""
-    return text.replace("\x00", "")
+    """`text` as Postgres can store it: NUL characters removed, lone surrogates replaced."""
+    return text.replace("\x00", "").encode("utf-8", errors="replace").decode("utf-8")
+
+
+def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
+    """How deeply objects and arrays nest in `value` (a scalar is 0, `{}` or `[1]` is 1),
+    counted without recursion; it stops at `limit + 1`, so a cycle or a huge depth is cheap."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        node, depth = pending.pop()
+        if isinstance(node, dict | list | tuple):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return deepest
+            children = node.values() if isinstance(node, dict) else node
+            pending.extend((child, depth) for child in children)
+    return deepest
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string in `value`, object keys included (its depth is already bounded)."""
+    found: list[str] = []
+    pending = [value]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, str):
+            found.append(node)
+        elif isinstance(node, dict):
+            found.extend(key for key in node if isinstance(key, str))
+            pending.extend(node.values())
+        elif isinstance(node, list | tuple):
+            pending.extend(node)
+    return found
+
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains a NUL character (\\u0000), which Postgres cannot store"
+    if _LONE_SURROGATE.search(text):
+        return "contains a lone surrogate (an unpaired \\ud800-\\udfff), which is not valid UTF-8"
+    return None

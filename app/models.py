@@ -175,9 +175,12 @@ pipeline_executions = sa.Table(
         "created_at",
         postgresql_where=sa.text("status IN ('pending', 'running', 'retrying')"),
     ),
+    # Overlap "queue": the runs of a stream waiting for the older ones to end, oldest first.
     sa.Index(
-        "ix_pipeline_executions_after_run",
-        "after_run",
-        postgresql_where=sa.text("after_run IS NOT NULL"),
+        "ix_pipeline_executions_stream_queued",
+        "stream_id",
+        "created_at",
+        "id",
+        postgresql_where=sa.text("after_run IS NOT NULL AND status = 'pending'"),
     ),
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/runway"
@@ -49,6 +49,41 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @model_validator(mode="after")
+    def _agree(self) -> Settings:
+        """Each setting may be fine alone and the set still unworkable: refuse such a set."""
+        problems = self._contradictions()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _contradictions(self) -> list[str]:
+        heartbeat, lease = _show(self.heartbeat_seconds), _show(self.lease_seconds)
+        grace, tick = _show(self.cancel_grace_seconds), _show(self.tick_seconds)
+        rules = [
+            (
+                self.lease_seconds > 2 * self.heartbeat_seconds,
+                f"RUNWAY_LEASE_SECONDS={lease} must be longer than two heartbeats "
+                f"(RUNWAY_HEARTBEAT_SECONDS={heartbeat}), or healthy runs get rescued",
+            ),
+            (
+                self.cancel_grace_seconds >= self.heartbeat_seconds,
+                f"RUNWAY_CANCEL_GRACE_SECONDS={grace} must be at least a heartbeat "
+                f"(RUNWAY_HEARTBEAT_SECONDS={heartbeat}), the time a worker takes to see a cancel",
+            ),
+            (
+                self.retry_max_seconds >= self.retry_base_seconds,
+                f"RUNWAY_RETRY_MAX_SECONDS={_show(self.retry_max_seconds)} must be at least "
+                f"RUNWAY_RETRY_BASE_SECONDS={_show(self.retry_base_seconds)}, the delay it caps",
+            ),
+            (
+                self.misfire_grace_seconds > self.tick_seconds,
+                f"RUNWAY_MISFIRE_GRACE_SECONDS={_show(self.misfire_grace_seconds)} must be "
+                f"longer than a tick (RUNWAY_TICK_SECONDS={tick}), or slots on time count as late",
+            ),
+        ]
+        return [message for holds, message in rules if not holds]
+
     @property
     def beat_redis_url(self) -> str:
         return self.redbeat_redis_url or self.redis_url
@@ -78,4 +113,22 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The process's settings. Settings it cannot work with stop it at start, with one line
+    that names them (never their values: a URL may hold a password)."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise SystemExit(f"runway: invalid settings: {_explain(error)}") from None
+
+
+def _explain(error: ValidationError) -> str:
+    problems = []
+    for problem in error.errors(include_input=False, include_url=False):
+        message = problem["msg"].removeprefix("Value error, ")
+        where = ".".join(str(part) for part in problem["loc"])
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems).replace("\n", " ")
+
+
+def _show(seconds: float) -> str:
+    return f"{seconds:g}"

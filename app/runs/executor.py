@@ -28,6 +28,7 @@ from app.pipelines.context import RunContext
 from app.runs import aftermath, dispatch, store
 from app.runs.outcome import Outcome, RetryPolicy
 from app.runs.supervisor import Supervisor
+from app.runs.supervisor import clock as supervisor_clock
 from app.settings import get_settings
 from app.states import RunStatus
 
@@ -38,8 +39,6 @@ T = TypeVar("T")
 DATABASE_RETRY_DELAYS = (0.2, 0.5, 1, 2, 4, 8)
 # The final write tries again at least this often, for as long as it takes: after an outage
 # it must land within the lease that the sweep grants every run once Postgres is back.
-FINAL_WRITE_RETRY_SECONDS = 1.0
-# The final write keeps trying at this pace after those, until Postgres answers.
 FINAL_WRITE_RETRY_SECONDS = 1.0
 
 
@@ -59,11 +58,11 @@ def retry_policy() -> RetryPolicy:
 
 def execute(run_id: UUID, worker: str) -> RunStatus | None:
     """Run one attempt. Returns how it ended, or None when the run was not ours to run."""
-    sent = time.monotonic()
+    sent = supervisor_clock()
 
     def claim(conn: store.HotConnection) -> store.ClaimAnswer:
         nonlocal sent
-        sent = time.monotonic()  # the lease counts from here, at the latest
+        sent = supervisor_clock()  # the lease counts from here, at the latest
         return store.claim(conn, run_id, worker)
 
     answer = _with_database(claim)
@@ -74,7 +73,10 @@ def execute(run_id: UUID, worker: str) -> RunStatus | None:
     context = _context(claimed)
 
     def terminate(how: str) -> None:
-        _conclude(claimed, _terminated(context, how))
+        """The supervisor ends the attempt, then kills this process at once: nothing else
+        may run in between. The redelivered message re-publishes a retry when its backoff
+        ends; the sweep publishes a run queued behind this one."""
+        _write(claimed, _terminated(context, how))
 
     limits = registry.limits(claimed.pipeline, get_settings())
     tracking = supervisor().track(
@@ -102,14 +104,7 @@ def _conclude(claimed: store.Claimed, outcome: Outcome) -> RunStatus | None:
     """Write how the attempt ended (fenced by its attempt number), then set its consequences
     going. An outcome Postgres refuses to store fails the run instead, with the reason."""
 
-    def finish(conn: store.HotConnection) -> store.Finished | None:
-        try:
-            return store.finish(conn, claimed.id, claimed.attempt, outcome)
-        except (psycopg.DataError, UnicodeError) as error:
-            log.error("run %s: its outcome cannot be stored: %s", claimed.id, error)
-            return store.finish(conn, claimed.id, claimed.attempt, _unstorable(outcome, error))
-
-    finished = _with_database(finish, forever=True)
+    finished = _write(claimed, outcome)
     if finished is None:
         log.info("run %s attempt %s was taken over; outcome dropped", claimed.id, claimed.attempt)
         return None
@@ -123,6 +118,21 @@ def _conclude(claimed: store.Claimed, outcome: Outcome) -> RunStatus | None:
     )
     log.info("run %s attempt %s ended %s", claimed.id, claimed.attempt, finished.status)
     return finished.status
+
+
+def _write(claimed: store.Claimed, outcome: Outcome) -> store.Finished | None:
+    """The attempt's final write, fenced by its number; None: no longer this attempt's."""
+
+    def finish(conn: store.HotConnection) -> store.Finished | None:
+        try:
+            return store.finish(conn, claimed.id, claimed.attempt, outcome)
+        except (psycopg.DataError, psycopg.OperationalError, UnicodeError) as error:
+            if isinstance(error, psycopg.OperationalError) and connection_lost(error):
+                raise
+            log.error("run %s: its outcome cannot be stored: %s", claimed.id, error)
+            return store.finish(conn, claimed.id, claimed.attempt, _unstorable(outcome, error))
+
+    return _with_database(finish, forever=True)
 
 
 def _unless_lease_lost(context: RunContext, outcome: Outcome, stop_reason: str | None) -> Outcome:
@@ -182,12 +192,19 @@ def _with_database(write: Callable[[store.HotConnection], T], forever: bool = Fa
                 return write(conn)
         except psycopg.OperationalError as error:
             delay = next(delays, FINAL_WRITE_RETRY_SECONDS if forever else None)
-            if delay is None:
+            if delay is None or not connection_lost(error):
                 raise
             if forever:
                 delay = min(delay, FINAL_WRITE_RETRY_SECONDS)
             log.warning("database unavailable, trying again in %ss: %s", delay, error)
             time.sleep(delay)
+
+
+def connection_lost(error: psycopg.OperationalError) -> bool:
+    """Postgres could not be reached, or went away: worth trying again. Other operational
+    errors (a value over a size limit, out of memory) will fail the same way every time."""
+    state = error.sqlstate
+    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
 
 
 def _as_result(result: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -222,7 +239,7 @@ def _context(claimed: store.Claimed) -> RunContext:
 
 def _progress(claimed: store.Claimed, percent: float, message: str) -> None:
     progress = {"percent": round(percent, 2), "message": storable_text(str(message))}
-    sent = time.monotonic()
+    sent = supervisor_clock()
     try:
         with db.hot_connection() as conn:
             owned, cancel_age = store.set_progress(conn, claimed.id, claimed.attempt, progress)

@@ -136,15 +136,19 @@ def _released(run: str) -> str:
                    ORDER BY waiting.created_at, waiting.id LIMIT 1)"""
 
 
-# A run queued by overlap "queue" (after_run set) starts only when every older run of its
-# stream has ended, whatever their type: a pointer to one run could go stale (a newer manual
-# run ends first; the run pointed at is cancelled while the tick writes).
-_QUEUE_CLEAR = f"""(after_run IS NULL OR NOT EXISTS (
+def _queue_clear(run: str) -> str:
+    """SQL: `run`, if queued by overlap "queue" (after_run set), may start: every older run
+    of its stream has ended, whatever its type, and so has the run it was queued behind.
+    One pointer alone could go stale (a newer manual run ends first; the run pointed at is
+    cancelled while the tick writes), and created_at alone is a transaction's start time,
+    earlier than a run committed while the tick planned."""
+    return f"""({run}.after_run IS NULL OR NOT EXISTS (
         SELECT 1 FROM pipeline_executions older
-         WHERE older.stream_id = pipeline_executions.stream_id
+         WHERE older.stream_id = {run}.stream_id
            AND older.status IN ({_quoted(LIVE)})
-           AND (older.created_at, older.id)
-             < (pipeline_executions.created_at, pipeline_executions.id)))"""
+           AND ((older.created_at, older.id) < ({run}.created_at, {run}.id)
+                OR older.id = {run}.after_run)))"""
+
 
 # One round trip, one row: the claimed attempt, or (not claimed) how many seconds of
 # backoff the run has left, so that a message that came early goes back for the rest.
@@ -156,7 +160,7 @@ UPDATE pipeline_executions
        next_attempt_at = NULL, updated_at = now()
  WHERE id = %(run_id)s AND status IN ({_quoted(CLAIMABLE)}) AND attempt < max_attempts
    AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-   AND {_QUEUE_CLEAR}
+   AND {_queue_clear("pipeline_executions")}
 RETURNING id, pipeline, run_type, attempt, max_attempts, stream_id, params,
           (SELECT name FROM research_streams s WHERE s.id = stream_id) AS stream_name)
 SELECT claimed.*,
@@ -299,7 +303,7 @@ WITH lost AS (
      WHERE status = 'running'
        AND (greatest(heartbeat_at, pg_postmaster_start_time())
               < now() - make_interval(secs => %(lease)s)
-            OR cancel_requested_at < now() - make_interval(secs => %(grace)s))
+            OR cancel_requested_at < now() - make_interval(secs => %(grace)s + %(margin)s))
      ORDER BY heartbeat_at
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED)
@@ -331,24 +335,26 @@ class Rescued:
 
 
 def rescue_expired(
-    conn: HotConnection, lease_seconds: float, grace_seconds: float, limit: int
+    conn: HotConnection, lease_seconds: float, grace_seconds: float, limit: int, margin: float
 ) -> list[Rescued]:
-    parameters = {"lease": lease_seconds, "grace": grace_seconds, "limit": limit}
+    """`margin`: past the cancel grace, how long the run's own worker has to terminate it
+    before the sweep ends the row (and may start a run queued behind it)."""
+    parameters = {"lease": lease_seconds, "grace": grace_seconds, "limit": limit, "margin": margin}
     rows = conn.execute(_RESCUE, parameters).fetchall()
     return [Rescued(row[0], RunStatus(row[1]), row[2], row[3], row[4]) for row in rows]
 
 
 # Runs waiting for a worker that nobody claimed for a lease: the candidates to publish again
-# (the caller does so only when their queue is empty). Touching updated_at spaces the tries.
+# (the caller does so only when their queue is empty, or only the queued runs that may start
+# now: their wake-up may have been lost). Touching updated_at spaces the tries.
 _UNCLAIMED = f"""
 WITH stale AS (
     SELECT id FROM pipeline_executions w
      WHERE status IN ({_quoted(CLAIMABLE)})
        AND updated_at < now() - make_interval(secs => %(lease)s)
        AND coalesce(next_attempt_at, updated_at) < now() - make_interval(secs => %(lease)s)
-       AND (after_run IS NULL OR NOT EXISTS (
-            SELECT 1 FROM pipeline_executions ahead
-             WHERE ahead.id = w.after_run AND ahead.status IN ({_quoted(LIVE)})))
+       AND (NOT %(queued_only)s OR w.after_run IS NOT NULL)
+       AND {_queue_clear("w")}
      ORDER BY created_at
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED)
@@ -358,9 +364,11 @@ RETURNING p.id
 """
 
 
-def take_unclaimed(conn: HotConnection, lease_seconds: float, limit: int) -> list[UUID]:
-    rows = conn.execute(_UNCLAIMED, {"lease": lease_seconds, "limit": limit}).fetchall()
-    return [row[0] for row in rows]
+def take_unclaimed(
+    conn: HotConnection, lease_seconds: float, limit: int, queued_only: bool = False
+) -> list[UUID]:
+    parameters = {"lease": lease_seconds, "limit": limit, "queued_only": queued_only}
+    return [row[0] for row in conn.execute(_UNCLAIMED, parameters).fetchall()]
 
 
 def next_queued(conn: Connection, stream_id: UUID) -> list[UUID]:

@@ -6,14 +6,18 @@ Two threads per process, so that a stalled database call never delays a deadline
   cancel requests, and runs whose row no longer answers (taken over, or ended);
 - the watchdog thread does no I/O: every tenth of a second it checks each run's deadlines.
 
-Deadlines, on this process's monotonic clock:
+Deadlines, on this process's own clock:
 - lease: a run whose lease was last renewed `lease_budget` ago is terminated at once, before
   the lease can expire and the sweep can start another attempt (guarantee 9). The renewal
   counts from when the renewing statement was sent, which is no later than the heartbeat
-  Postgres records, so no clock needs to agree with another;
-- stop grace: a run told to stop (cancel requested, or its row lost) gets
-  RUNWAY_CANCEL_GRACE_SECONDS to return; then a cancelled run's end is written for it and
-  its process terminated; a lost run's process is terminated (its row is not ours to write);
+  Postgres records, so no clock needs to agree with another. In a prefork child the kernel
+  enforces this deadline too: an interval timer (SIGALRM, default action) re-armed at every
+  renewal ends the process even if the watchdog cannot run (code holding the GIL) or the
+  process was stopped (SIGSTOP, a frozen cgroup) past it;
+- lost: a run whose row was taken over or ended elsewhere is asked to stop and its process
+  terminated at once: another attempt may be running already;
+- cancel grace: a run whose cancel was requested gets RUNWAY_CANCEL_GRACE_SECONDS to return;
+  then its end is written for it and its process terminated;
 - hard time limit: the run's end (`timeout`) is written for it, then its process terminated;
 - soft time limit: the run is interrupted with SoftTimeLimitExceeded.
 
@@ -51,6 +55,12 @@ Kill = Callable[[int, int], None]
 
 WATCH_SECONDS = 0.1
 HEARTBEAT_RETRY_SECONDS = 0.25
+
+
+def clock() -> float:
+    """Seconds on a clock that keeps counting while the machine is suspended (leases expire
+    in Postgres meanwhile), and never jumps."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 def lease_budget(lease_seconds: float) -> float:
@@ -119,7 +129,7 @@ class Supervisor:
         renewed_at: float,
     ) -> Iterator[Ticket]:
         """Supervise one attempt while the block runs; `renewed_at` is when its claim was sent."""
-        now = time.monotonic()
+        now = clock()
         ticket = Ticket(
             attempt,
             cancel_event,
@@ -132,12 +142,15 @@ class Supervisor:
         with self._lock:
             self._runs[run_id] = ticket
             self._ensure_threads()
+        self._arm()
+        self.check_deadlines()  # a claim that took too long never starts its pipeline
         try:
             yield ticket
         finally:
             with self._lock:
                 ticket.in_progress = False
                 self._runs.pop(run_id, None)
+            self._arm()
 
     @contextmanager
     def interruptible(self) -> Iterator[None]:
@@ -155,7 +168,7 @@ class Supervisor:
             beats = {run_id: ticket.attempt for run_id, ticket in self._runs.items()}
         if not beats:
             return True
-        sent = time.monotonic()
+        sent = clock()
         try:
             with db.hot_connection() as conn:
                 answers = store.heartbeat(conn, beats)
@@ -175,15 +188,17 @@ class Supervisor:
         if ticket is None:
             return
         if not owned:
-            self._stop(run_id, ticket, "lost", self.cancel_grace_seconds)
+            self._stop(run_id, ticket, "lost", 0.0)
+            self._kill(run_id, ticket, "its row was taken over or ended elsewhere")
             return
         ticket.renewed_at = max(ticket.renewed_at, sent)
+        self._arm()
         if cancel_age is not None:
             self._stop(run_id, ticket, "cancelled", self.cancel_grace_seconds - cancel_age)
 
     # The watchdog thread (and SIGCONT): no I/O here, ever.
     def check_deadlines(self) -> None:
-        now = time.monotonic()
+        now = clock()
         with self._lock:
             due = list(self._runs.items())
         for run_id, ticket in due:
@@ -206,7 +221,7 @@ class Supervisor:
             ticket.cancel_event.set()
         if ticket.stop_deadline is None:
             ticket.stop_reason = reason
-            ticket.stop_deadline = time.monotonic() + max(0.0, grace)
+            ticket.stop_deadline = clock() + max(0.0, grace)
 
     def _interrupt(self, run_id: UUID, ticket: Ticket) -> None:
         with self._lock:
@@ -228,8 +243,10 @@ class Supervisor:
         log.warning("run %s did not stop in time: ending it as %s", run_id, how)
 
         def write_then_kill() -> None:
-            ticket.terminate(how)
-            self._kill(run_id, ticket, f"it was ended as {how}")
+            try:
+                ticket.terminate(how)
+            finally:
+                self._kill(run_id, ticket, f"it was ended as {how}")
 
         threading.Thread(target=write_then_kill, name="runway-end", daemon=True).start()
 
@@ -254,21 +271,22 @@ class Supervisor:
         if threading.current_thread() is not threading.main_thread():
             return
         signal.signal(signal.SIGUSR1, self._on_soft_limit)
-        signal.signal(signal.SIGCONT, self._on_continue)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)  # the lease timer ends the process
         self._handlers_installed = True
 
     def _on_soft_limit(self, signum: int, frame: FrameType | None) -> None:
         if self._interruptible:
             raise SoftTimeLimitExceeded()
 
-    def _on_continue(self, signum: int, frame: FrameType | None) -> None:
-        """The process was stopped (SIGSTOP) and resumed: check the leases before the
-        pipeline runs another line, since it may have been stopped past its lease."""
-        now = time.monotonic()
-        for ticket in list(self._runs.values()):
-            if now - ticket.renewed_at >= self.lease_budget and not ticket.killing:
-                ticket.taken = ticket.killing = True  # no logging: this interrupted the thread
-                self._kill_process(os.getpid(), signal.SIGKILL)
+    def _arm(self) -> None:
+        """Set the kernel's timer to the earliest lease deadline of this process's runs (off
+        when it has none). Only where the process may end itself."""
+        if not self._handlers_installed:
+            return
+        with self._lock:
+            deadlines = [ticket.renewed_at + self.lease_budget for ticket in self._runs.values()]
+        remaining = max(0.001, min(deadlines) - clock()) if deadlines else 0.0
+        signal.setitimer(signal.ITIMER_REAL, remaining)
 
     def _ensure_threads(self) -> None:
         if self._pid != os.getpid():  # forked: the parent's threads do not exist here

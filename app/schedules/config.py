@@ -72,14 +72,15 @@ class ScheduleConfig(BaseModel):
     def next_after(self, after: datetime, anchor: datetime | None = None) -> datetime:
         """The first fire time strictly after `after`.
 
-        Intervals keep their grid: slots are `anchor + k * interval` when an anchor (the
-        previous slot) is given; a new schedule's first slot is one interval from `after`.
+        Intervals keep their grid: slots are `anchor + k * interval` for every whole k (the
+        grid runs both ways from the anchor, any slot of it: the previous one, or the next)
+        when an anchor is given; a new schedule's first slot is one interval from `after`.
         """
         cron = self.cron_schedule()
         if cron is not None:
             return cron.next_after(after)
         step = timedelta(seconds=self.interval_seconds or 0)
-        if anchor is None or anchor > after:
+        if anchor is None:
             return after + step
         return anchor + step * ((after - anchor) // step + 1)
 

@@ -17,6 +17,8 @@ from app.schedules import config as schedules
 from app.streams import store
 
 UPCOMING = 5
+# The schedule_config keys that decide when a stream fires; a PATCH of others keeps its slot.
+TIMING = ("cron", "interval_seconds", "timezone", "enabled")
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ def create(workspace_id: UUID, fields: Mapping[str, Any]) -> Stream:
 
 def update(workspace_id: UUID, stream_id: UUID, changes: Mapping[str, Any]) -> Stream:
     """Apply a PATCH. A schedule_config object is merged into the current one, then validated;
-    any schedule change recomputes `next_scheduled_run` at once."""
+    a change of its timing takes effect at once (see `_reschedule`)."""
     if "pipeline" in changes:
         registry.require(changes["pipeline"])
     with db.unit_of_work() as conn:
@@ -86,13 +88,41 @@ def _schedule(raw: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _reschedule(current: Row[Any], patch: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The schedule columns after a PATCH of schedule_config, merged into the current one.
+
+    `next_scheduled_run` moves only when `cron`, `interval_seconds`, `timezone` or `enabled`
+    changes (see `_next_run` for where to); a stream enabled by the PATCH loses its
+    `paused_reason`. A schedule added where there was none starts afresh; null removes it.
+    """
     if patch is None:
         return {**_schedule(None), "paused_reason": None}
-    merged = {**(current.schedule_config or {}), **patch}
-    values = _schedule(merged)
+    if current.schedule_config is None:
+        values = _schedule(patch)
+    else:
+        before = schedules.ScheduleConfig.model_construct(**current.schedule_config)
+        config = schedules.parse({**current.schedule_config, **patch})
+        values = {"schedule_config": config.model_dump()}
+        if any(getattr(before, key) != getattr(config, key) for key in TIMING):
+            values["next_scheduled_run"] = _next_run(current, config)
     if values["schedule_config"]["enabled"]:
         values["paused_reason"] = None
     return values
+
+
+def _next_run(current: Row[Any], config: schedules.ScheduleConfig) -> datetime | None:
+    """Where a changed schedule fires next: nowhere while disabled. A slot already due, not
+    yet claimed by beat, stays due: the ticker fires it or records it, as after downtime,
+    rather than it vanishing without a tick. Otherwise the first slot after now, and an
+    interval keeps its grid: it counts from the last scheduled run (every 15 minutes, set 10
+    minutes after a run, fires 5 minutes later; a resumed stream fires on the slots it had),
+    or, for a stream that never ran, from its upcoming slot."""
+    if not config.enabled:
+        return None
+    now = schedules.now()
+    upcoming: datetime | None = current.next_scheduled_run
+    if upcoming is not None and upcoming <= now:
+        return upcoming
+    return config.next_after(now, anchor=current.last_scheduled_run or upcoming)
 
 
 def _with_upcoming(row: Row[Any]) -> Stream:

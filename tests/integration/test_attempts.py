@@ -230,3 +230,38 @@ def test_a_message_that_comes_before_the_backoff_ends_goes_back_for_the_rest(
     assert message["headers"]["id"] == str(run_id)
     assert message["headers"]["eta"] is not None  # published again with the time left
     assert run_row(run_id).status == "retrying"
+
+
+def test_a_queued_run_also_waits_for_the_run_it_was_queued_behind(make_stream: Any) -> None:
+    stream_id = UUID(make_stream()["id"])
+    queued = _scheduled(stream_id)  # its tick's transaction began before the manual run
+    manual = unpublished_run(stream_id)
+    _set(manual, status="running", attempt=1, heartbeat_at=sa.func.now())
+    _set(queued, after_run=manual)
+
+    with db.hot_connection() as conn:
+        assert store.claim(conn, queued, "w").claimed is None
+
+
+def test_a_queued_run_whose_wake_up_was_lost_is_published_behind_a_busy_queue(
+    isolated_queues: str, make_stream: Any, redis_client: redis.Redis
+) -> None:
+    from app import housekeeping
+
+    stream_id = UUID(make_stream()["id"])
+    ended = _scheduled(stream_id)
+    _set(ended, status="completed", completed_at=sa.func.now())
+    queued = _scheduled(stream_id, after_run=ended)
+    busy = unpublished_run(UUID(make_stream()["id"]))
+    lease = get_settings().lease_seconds
+    for run_id in (queued, busy):
+        _set(run_id, updated_at=sa.text(f"now() - interval '{lease + 1} seconds'"))
+    redis_client.lpush(get_settings().runs_queue, b"a message ahead of them")
+
+    assert housekeeping.republish() == 1
+    queued_ids = [
+        json.loads(raw)["headers"]["id"]
+        for raw in redis_client.lrange(get_settings().runs_queue, 0, -1)
+        if raw.startswith(b"{")
+    ]
+    assert queued_ids == [str(queued)]

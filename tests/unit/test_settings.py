@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from app.settings import Settings
+from app.settings import Settings, get_settings
 
 SPEC_VARIABLES = [
     "DATABASE_URL",
@@ -23,11 +23,13 @@ SPEC_VARIABLES = [
     "RUNWAY_LOG_FORMAT",
     "FLOWER_BASIC_AUTH",
 ]
+# Runway's own, beyond SPEC's table; tests/conftest.py sets some of them.
+OTHER_VARIABLES = ["RUNWAY_RETRY_MAX_SECONDS", "RUNWAY_MISFIRE_GRACE_SECONDS"]
 
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in SPEC_VARIABLES:
+    for name in SPEC_VARIABLES + OTHER_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -56,6 +58,7 @@ def test_environment_overrides(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("RUNWAY_PIPELINES", "acme.pipelines, acme.more ,")
     clean_env.setenv("REDBEAT_REDIS_URL", "redis://beat:6379/3")
     clean_env.setenv("RUNWAY_LEASE_SECONDS", "5")
+    clean_env.setenv("RUNWAY_HEARTBEAT_SECONDS", "2")
     settings = Settings()
     assert settings.pipelines == ["acme.pipelines", "acme.more"]
     assert settings.beat_redis_url == "redis://beat:6379/3"
@@ -71,3 +74,92 @@ def test_nonsense_is_refused(clean_env: pytest.MonkeyPatch) -> None:
 def test_visibility_timeout_outlasts_the_longest_run(clean_env: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert settings.broker_visibility_timeout > settings.run_time_limit_seconds
+
+
+TEST_TIMINGS = {
+    "RUNWAY_HEARTBEAT_SECONDS": "1",
+    "RUNWAY_LEASE_SECONDS": "5",
+    "RUNWAY_SWEEP_SECONDS": "2",
+    "RUNWAY_CANCEL_GRACE_SECONDS": "3",
+    "RUNWAY_RETRY_BASE_SECONDS": "1",
+    "RUNWAY_RETRY_MAX_SECONDS": "2",
+    "RUNWAY_TICK_SECONDS": "1",
+}
+
+
+def _with(env: pytest.MonkeyPatch, values: dict[str, str]) -> None:
+    for name, value in values.items():
+        env.setenv(name, value)
+
+
+def test_the_test_timings_agree(clean_env: pytest.MonkeyPatch) -> None:
+    _with(clean_env, TEST_TIMINGS)
+    assert Settings().lease_seconds == 5
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        (
+            {"RUNWAY_LEASE_SECONDS": "2", "RUNWAY_HEARTBEAT_SECONDS": "1"},
+            "RUNWAY_LEASE_SECONDS=2 must be longer than two heartbeats "
+            "(RUNWAY_HEARTBEAT_SECONDS=1)",
+        ),
+        (
+            {"RUNWAY_LEASE_SECONDS": "60", "RUNWAY_HEARTBEAT_SECONDS": "30"},
+            "RUNWAY_LEASE_SECONDS=60 must be longer than two heartbeats "
+            "(RUNWAY_HEARTBEAT_SECONDS=30)",
+        ),
+        (
+            {"RUNWAY_CANCEL_GRACE_SECONDS": "5", "RUNWAY_HEARTBEAT_SECONDS": "10"},
+            "RUNWAY_CANCEL_GRACE_SECONDS=5 must be at least a heartbeat "
+            "(RUNWAY_HEARTBEAT_SECONDS=10)",
+        ),
+        (
+            {"RUNWAY_RETRY_MAX_SECONDS": "3", "RUNWAY_RETRY_BASE_SECONDS": "5"},
+            "RUNWAY_RETRY_MAX_SECONDS=3 must be at least RUNWAY_RETRY_BASE_SECONDS=5",
+        ),
+        (
+            {"RUNWAY_MISFIRE_GRACE_SECONDS": "5", "RUNWAY_TICK_SECONDS": "10"},
+            "RUNWAY_MISFIRE_GRACE_SECONDS=5 must be longer than a tick (RUNWAY_TICK_SECONDS=10)",
+        ),
+    ],
+)
+def test_settings_that_contradict_each_other_are_refused(
+    clean_env: pytest.MonkeyPatch, values: dict[str, str], named: str
+) -> None:
+    _with(clean_env, values)
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+    assert named in str(refused.value)
+
+
+def test_get_settings_stops_with_one_line_naming_every_contradiction(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    _with(clean_env, {"RUNWAY_LEASE_SECONDS": "2", "RUNWAY_RETRY_BASE_SECONDS": "900"})
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+    line = str(stopped.value.code)
+    assert "\n" not in line
+    assert line.startswith("runway: invalid settings: ")
+    assert "RUNWAY_LEASE_SECONDS=2 must be longer than two heartbeats" in line
+    assert "RUNWAY_RETRY_MAX_SECONDS=600 must be at least RUNWAY_RETRY_BASE_SECONDS=900" in line
+
+
+def test_get_settings_names_a_malformed_variable_without_its_value(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    clean_env.setenv("RUNWAY_LEASE_SECONDS", "soon")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+    line = str(stopped.value.code)
+    assert "\n" not in line and "RUNWAY_LEASE_SECONDS" in line and "soon" not in line
