@@ -38,4 +38,11 @@ _redis = urlsplit(os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
 os.environ["REDIS_URL"] = urlunsplit(_redis._replace(path="/14"))
 os.environ.pop("REDBEAT_REDIS_URL", None)
 
-pytest_plugins = ["tests.fixtures.database", "tests.fixtures.services", "tests.fixtures.processes"]
+pytest_plugins = [
+    "tests.fixtures.database",
+    "tests.fixtures.services",
+    "tests.fixtures.processes",
+    "tests.fixtures.proxy",
+    "tests.fixtures.redis_server",
+    "tests.fixtures.clock",
+]

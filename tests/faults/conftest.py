@@ -39,10 +39,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         return
     rows = [json.loads(line) for line in REPORT.read_text().splitlines()]
     terminalreporter.section("fault scenarios")
-    header = f"{'scenario':58} {'runs':>5} {'lost':>5} {'twice':>6} {'settled':>8}"
+    header = (
+        f"{'scenario':66} {'runs':>5} {'lost':>5} {'twice':>6} {'ran concurrently':>17}"
+        f" {'settled':>8}"
+    )
     terminalreporter.write_line(header)
     for row in rows:
         terminalreporter.write_line(
-            f"{row['scenario']:58} {row['runs']:5} {row['lost']:5} {row['twice']:6}"
-            f" {row['seconds']:7.1f}s"
+            f"{row['scenario']:66} {row['runs']:5} {row['lost']:5} {row['twice']:6}"
+            f" {row['concurrent']:17} {row['seconds']:7.1f}s"
         )
