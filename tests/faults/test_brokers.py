@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from uuid import UUID
 
 import httpx
 import pytest
 
+from app import app as celery_app
 from app.settings import get_settings
-from tests.faults.helpers import LEASE_AND_SWEEP, RETRY_MAX, Scenario, count
+from tests.faults.helpers import LEASE_AND_SWEEP, Scenario, count, running_on
 from tests.fixtures.clock import ahead
+from tests.fixtures.processes import Process
 from tests.fixtures.redis_server import RedisServer, free_port
 from tests.fixtures.services import wait_for
 
@@ -64,28 +67,49 @@ def answers(url: str) -> bool:
 def test_worker_clock_30s_ahead_with_retries_across_workers(
     scenario: Scenario, faketime: str
 ) -> None:
-    skewed = scenario.worker(2, prefix=ahead(faketime, 30))
-    scenario.worker(2)
+    """Each retry is published (with its countdown) by one worker and consumed by the other,
+    both ways. A message from the fast clock is due 30 s late by the slow one's: the run may
+    wait for the sweep, but not for the skew. One from the slow clock arrives early by the
+    fast one's: its claim must not wait a lease either, so that direction gets no sweep."""
+    # A backoff of 2-4 s: longer than the second of slack the claim allows for clocks.
+    backoff = {"RUNWAY_RETRY_BASE_SECONDS": "4", "RUNWAY_RETRY_MAX_SECONDS": "4"}
+    fast = scenario.worker(2, env=backoff, prefix=ahead(faketime, 30))
+    slow = scenario.worker(2, env=backoff)
     scenario.spawn("beat")
-    assert skewed.alive()
-
-    started = time.monotonic()
-    run_ids = scenario.runs("test.flaky", 10, fail_times=1, seconds=0.2)
-    settled = scenario.settle(
-        "a worker 30 s ahead (faketime); retries cross workers",
-        run_ids,
-        started,
-        LEASE_AND_SWEEP + RETRY_MAX + 3,
-    )
-
-    settled.check()
-    assert settled.statuses() == {"completed": 10}
-    assert all(row.attempt == 2 for row in settled.rows)
-    skews = {run_id: [e.skew for e in scenario.recorded(run_id)] for run_id in run_ids}
-    assert any(skew > 25 for runs in skews.values() for skew in runs), "no run on the fast clock"
-    crossed = [
-        run_id
-        for run_id, seen in skews.items()
-        if any(skew > 25 for skew in seen) and any(abs(skew) < 5 for skew in seen)
+    work = 4 + 2 * 1  # the backoff and two 1 s attempts
+    directions = [
+        (fast, slow, [30, 0], LEASE_AND_SWEEP + work + 2),
+        (slow, fast, [0, 30], work + 2),
     ]
-    assert crossed, f"no retry went from one worker to the other (skews {skews}): no test"
+
+    for first, then, skews, bound in directions:
+        consume(then, False)
+        started = time.monotonic()
+        run_ids = scenario.runs("test.flaky", 2, fail_times=1, seconds=1)
+        wait_for(partial(all_running_on, run_ids, first), 20, "attempts 1 on the first worker")
+        consume(then, True)
+        consume(first, False)
+        settled = scenario.settle(
+            f"retries published at clock {skews[0]:+d} s, consumed at {skews[1]:+d} s (faketime)",
+            run_ids,
+            started,
+            bound,
+        )
+
+        settled.check()
+        assert settled.statuses() == {"completed": 2}
+        seen = [[round(e.skew) for e in scenario.recorded(run_id)] for run_id in run_ids]
+        assert seen == [skews, skews], f"the clock skew of each attempt: {seen}"
+
+
+def all_running_on(run_ids: list[UUID], worker: Process) -> bool:
+    return all(running_on(run_id, worker) for run_id in run_ids)
+
+
+def consume(worker: Process, on: bool) -> None:
+    """Make the worker take messages from the runs queue, or stop taking them."""
+    queue = get_settings().runs_queue
+    control = celery_app.control
+    change = control.add_consumer if on else control.cancel_consumer
+    replies = change(queue, destination=[worker.node], reply=True, timeout=5)
+    assert replies, f"{worker.node} did not answer"
