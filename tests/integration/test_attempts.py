@@ -26,16 +26,8 @@ from app.runs import executor, store
 from app.runs.outcome import Outcome
 from app.runs.supervisor import Limits, Supervisor, Ticket, lease_budget
 from app.settings import get_settings
+from tests.fixtures.queries import set_run as _set
 from tests.fixtures.services import run_row, unpublished_run, wait_for
-
-
-def _set(run_id: UUID, **values: Any) -> None:
-    with db.unit_of_work() as conn:
-        conn.execute(
-            sa.update(pipeline_executions)
-            .where(pipeline_executions.c.id == run_id)
-            .values(**values)
-        )
 
 
 def _claim(run_id: UUID) -> store.Claimed:

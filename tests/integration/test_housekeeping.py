@@ -10,19 +10,10 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from app import db, housekeeping
-from app.models import pipeline_executions
 from app.runs import dispatch, store
 from app.settings import get_settings
+from tests.fixtures.queries import set_run as _set
 from tests.fixtures.services import run_row, unpublished_run
-
-
-def _set(run_id: UUID, **values: Any) -> None:
-    with db.unit_of_work() as conn:
-        conn.execute(
-            sa.update(pipeline_executions)
-            .where(pipeline_executions.c.id == run_id)
-            .values(**values)
-        )
 
 
 def _ago(seconds: float) -> Any:
