@@ -3,49 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from sqlalchemy.engine import make_url
-
-from app import db, demo, workspaces
+from app import demo, schema, workspaces
 from app.settings import get_settings
-
-ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
-
-
-def alembic_config(url: str) -> Config:
-    config = Config(str(ALEMBIC_INI))
-    config.attributes["database_url"] = url
-    return config
-
-
-def ensure_database(url: str) -> bool:
-    """Create the database named in `url` if it does not exist; True if it was created."""
-    target = make_url(url)
-    admin = db.create_engine(target.set(database="postgres").render_as_string(hide_password=False))
-    try:
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            exists = conn.execute(
-                sa.text("SELECT 1 FROM pg_database WHERE datname = :name"),
-                {"name": target.database},
-            ).scalar()
-            if not exists:
-                conn.execute(sa.text(f'CREATE DATABASE "{target.database}"'))
-            return not exists
-    finally:
-        admin.dispose()
-
-
-def migrate(url: str | None = None) -> None:
-    url = url or get_settings().database_url
-    if ensure_database(url):
-        print(f"created database {make_url(url).database}", file=sys.stderr)
-    command.upgrade(alembic_config(url), "head")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,7 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     get_settings()  # settings that contradict each other stop every command here, in one line
 
     if args.command == "migrate":
-        migrate()
+        schema.migrate()
     elif args.command == "keys":
         print(workspaces.create_key(args.workspace, args.name)[1])
     else:

@@ -43,6 +43,11 @@ workspaces = sa.Table(
     _uuid_pk(),
     sa.Column("name", sa.Text, nullable=False, unique=True),
     _created_at(),
+    # Fair share: how many of the workspace's runs may run at once (null: no cap).
+    sa.Column("max_concurrent_runs", sa.Integer),
+    sa.CheckConstraint(
+        "max_concurrent_runs IS NULL OR max_concurrent_runs >= 1", name="max_concurrent_runs"
+    ),
 )
 
 api_keys = sa.Table(
@@ -109,6 +114,8 @@ schedule_ticks = sa.Table(
     _created_at(),
     sa.UniqueConstraint("stream_id", "scheduled_for"),
     sa.CheckConstraint(_in("outcome", TICK_OUTCOMES), name="outcome"),
+    # Retention deletes the oldest ticks in batches.
+    sa.Index("ix_schedule_ticks_created", "created_at"),
 )
 
 pipeline_executions = sa.Table(
@@ -174,6 +181,12 @@ pipeline_executions = sa.Table(
         "stream_id",
         "created_at",
         postgresql_where=sa.text("status IN ('pending', 'running', 'retrying')"),
+    ),
+    # Retention and cleanup delete ended runs oldest first, in batches.
+    sa.Index(
+        "ix_pipeline_executions_ended",
+        "completed_at",
+        postgresql_where=sa.text("completed_at IS NOT NULL"),
     ),
     # Overlap "queue": the runs of a stream waiting for the older ones to end, oldest first.
     sa.Index(

@@ -6,7 +6,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from app import cli, db
+from app import db, schema
 from app.models import metadata
 
 
@@ -26,7 +26,7 @@ def test_upgrade_head_matches_models(database_url: str) -> None:
 
 def test_downgrade_to_base_and_upgrade_again(database_url: str) -> None:
     db.dispose()
-    config = cli.alembic_config(database_url)
+    config = schema.alembic_config(database_url)
     command.downgrade(config, "base")
     assert len(_differences(database_url)) > 0
     command.upgrade(config, "head")
