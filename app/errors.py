@@ -36,3 +36,7 @@ class Cancelled(RunwayError):
 
 class DatabaseUnavailable(RunwayError):
     """Postgres did not answer (HTTP 503)."""
+
+
+class BrokerUnavailable(RunwayError):
+    """The broker (Redis) did not answer (HTTP 503)."""
