@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", validation_alias="RUNWAY_LOG_LEVEL")
     queue_prefix: str = Field("runway", validation_alias="RUNWAY_QUEUE_PREFIX")
     max_body_bytes: int = Field(1_048_576, ge=1024, validation_alias="RUNWAY_MAX_BODY_BYTES")
+    # Ended runs, ticks (and deliveries) older than this are deleted; 0 keeps everything.
+    retention_days: int = Field(30, ge=0, validation_alias="RUNWAY_RETENTION_DAYS")
 
     @field_validator("pipelines", mode="before")
     @classmethod
