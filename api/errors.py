@@ -5,22 +5,34 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from kombu.exceptions import OperationalError as BrokerOperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+from starlette.exceptions import HTTPException
+from starlette.routing import Route
 
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import BrokerUnavailable, Conflict, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
+
+# Raised when Redis does not answer, by Runway or by kombu and redis-py under it.
+_BROKER_DOWN = (BrokerUnavailable, BrokerOperationalError, RedisConnectionError, RedisTimeoutError)
 
 
 def install(api: FastAPI) -> None:
     api.add_exception_handler(RequestValidationError, _request_invalid)
+    api.add_exception_handler(HTTPException, _http_error)
     api.add_exception_handler(NotFound, _not_found)
     api.add_exception_handler(Conflict, _conflict)
     api.add_exception_handler(InvalidInput, _invalid)
     api.add_exception_handler(OperationalError, _database_unavailable)
     api.add_exception_handler(DBAPIError, _database_error)
+    for broker_down in _BROKER_DOWN:
+        api.add_exception_handler(broker_down, _broker_unavailable)
 
 
 async def _request_invalid(_: Request, error: Exception) -> JSONResponse:
@@ -31,6 +43,23 @@ async def _request_invalid(_: Request, error: Exception) -> JSONResponse:
         for item in error.errors()
     ]
     return JSONResponse({"detail": detail}, status_code=422)
+
+
+async def _http_error(request: Request, error: Exception) -> JSONResponse | Response:
+    """Starlette's answer, but a 405 lists every method of the path in `Allow`, not only
+    those of the first route that matched it."""
+    assert isinstance(error, HTTPException)
+    if error.status_code != 405:
+        return await http_exception_handler(request, error)
+    path = request.url.path
+    methods = {
+        method
+        for route in request.app.routes
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path)
+        for method in route.methods
+    }
+    allow = ", ".join(sorted(methods))
+    return JSONResponse({"detail": error.detail}, status_code=405, headers={"Allow": allow})
 
 
 async def _not_found(_: Request, error: Exception) -> JSONResponse:
@@ -52,6 +81,15 @@ async def _database_unavailable(_: Request, error: Exception) -> JSONResponse:
     log.warning("database unavailable: %s", error)
     return JSONResponse(
         {"detail": "database unavailable, try again shortly"},
+        status_code=503,
+        headers={"Retry-After": "2"},
+    )
+
+
+async def _broker_unavailable(_: Request, error: Exception) -> JSONResponse:
+    log.warning("broker unavailable: %s", error)
+    return JSONResponse(
+        {"detail": "broker unavailable, try again shortly"},
         status_code=503,
         headers={"Retry-After": "2"},
     )

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import errors
+from api import docs, errors, openapi
 from api.limits import BodyLimit, JsonDepthLimit
 from api.routes import health, operations, runs, streams
 from app import db, logs
@@ -19,13 +19,18 @@ DESCRIPTION = f"""Trigger, watch and cancel research-stream pipeline runs, and m
 streams' schedules. Every endpoint but `/health` needs `Authorization: Bearer <key>`.
 
 JSON in a request (`params`, `schedule_config`) nests at most {MAX_JSON_DEPTH} levels, and its
-text holds no NUL character and no lone surrogate; anything else is a 422 naming the field."""
+text holds no NUL character and no lone surrogate; anything else is a 422 naming the field.
+A request body may be at most `RUNWAY_MAX_BODY_BYTES` (1 MiB by default); a larger one is a
+413.
+
+Errors are JSON: `{{"detail": "..."}}`, or for a 422 `{{"detail": [{{"loc", "msg", "type"}}]}}`
+with one entry per field. A 503 (Postgres or the broker did not answer) carries
+`Retry-After`."""
 
 
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
-    logs.configure(settings.log_format, settings.log_level)
     registry.load(settings.pipelines)
     db.init()
     yield
@@ -33,12 +38,24 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app() -> FastAPI:
-    api = FastAPI(title="Runway", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    # uvicorn sets up its logging before it imports the app, and lifespan comes too late for
+    # its first lines: take over logging here, so that every line is in Runway's format.
+    logs.configure_from_settings()
+    api = FastAPI(
+        title="Runway",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     api.add_middleware(JsonDepthLimit)  # inside BodyLimit: it only ever holds a bounded body
     api.add_middleware(BodyLimit, max_bytes=get_settings().max_body_bytes)
     errors.install(api)
     for module in (streams, runs, operations, health):
         api.include_router(module.router)
+    openapi.install(api)
+    docs.install(api)
     return api
 
 

@@ -12,11 +12,14 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy.engine import Row
 
-from app.jsonvalues import storable_json
+from app.jsonvalues import Integer, storable_json
+from app.runs.service import CURSOR_PATTERN
 from app.schedules.config import ScheduleConfig
 from app.streams.service import Stream
 
@@ -28,12 +31,39 @@ def _storable(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def _one_trigger(patch: dict[str, Any]) -> dict[str, Any]:
+    """Setting `cron` clears `interval_seconds` and the other way round, unless both are given."""
+    for given, other in (("cron", "interval_seconds"), ("interval_seconds", "cron")):
+        if patch.get(given) is not None and other not in patch:
+            return {**patch, other: None}
+    return patch
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    """For a field that may be left out but not sent as null: no `default: null` either."""
+    schema.pop("default", None)
+
+
 # Request bodies: JSON objects and text that Postgres can store and the API can serve back
-# (no NaN, NUL or lone surrogate; at most MAX_JSON_DEPTH levels deep).
-Params = Annotated[dict[str, Any], AfterValidator(_storable)]
+# (no NaN, NUL or lone surrogate; at most MAX_JSON_DEPTH levels deep). api/openapi.py puts
+# the schemas of `x-runway` in the document.
+Params = Annotated[
+    dict[str, Any], AfterValidator(_storable), WithJsonSchema({"x-runway": "JsonObject"})
+]
+SchedulePatch = Annotated[
+    dict[str, Any],
+    AfterValidator(_storable),
+    AfterValidator(_one_trigger),
+    WithJsonSchema({"x-runway": "ScheduleConfigPatch"}),
+]
 # Response bodies: what is stored, as it is; checking it again could only turn a row into a 500.
 JsonObject = dict[str, Any]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
+Cursor = Annotated[
+    str,
+    StringConstraints(pattern=CURSOR_PATTERN),
+    Field(description="Where a page ends: its last run's creation time and id."),
+]
 
 
 class StreamCreate(BaseModel):
@@ -50,13 +80,19 @@ class StreamCreate(BaseModel):
 class StreamUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Text | None = None
-    pipeline: Text | None = None
-    params: Params | None = Field(None, description="Replaces the stream's params.")
-    schedule_config: Params | None = Field(
+    name: Text | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default)
+    pipeline: Text | SkipJsonSchema[None] = Field(
+        None, description="A registered pipeline name.", json_schema_extra=_no_default
+    )
+    params: Params | SkipJsonSchema[None] = Field(
+        None, description="Replaces the stream's params.", json_schema_extra=_no_default
+    )
+    schedule_config: SchedulePatch | None = Field(
         None,
-        description="Keys to change in the schedule (see ScheduleConfig), merged into the "
-        'current one; null removes the schedule. `{"enabled": false}` pauses the stream.',
+        description="Keys to change in the schedule, merged into the current one; null "
+        'removes the schedule. `{"enabled": false}` pauses the stream. Setting `cron` clears '
+        "`interval_seconds` and the other way round. A stream without a schedule needs a "
+        "whole one (`cron` or `interval_seconds`).",
     )
 
     @field_validator("name", "pipeline", "params", mode="before")
@@ -89,7 +125,7 @@ class TickOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     scheduled_for: datetime
-    outcome: Literal["fired", "skipped_overlap", "missed"]
+    outcome: Literal["fired", "skipped_overlap", "missed", "backfilled"]
     execution_id: UUID | None
     reason: str | None
     created_at: datetime
@@ -134,7 +170,7 @@ class RunOut(BaseModel):
 
 class RunPage(BaseModel):
     items: list[RunOut]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+    next_cursor: Cursor | None = Field(description="Pass as `cursor` for the next page.")
 
 
 class Health(BaseModel):
@@ -162,6 +198,8 @@ class WorkerOut(BaseModel):
 
 
 class WorkersOut(BaseModel):
+    """Workers are shared by every workspace: this is the same for every key."""
+
     online_count: int
     workers: list[WorkerOut]
 
@@ -170,7 +208,7 @@ class CleanupIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Literal["failed", "cancelled", "completed"]
-    older_than_days: int = Field(ge=0, le=36500)
+    older_than_days: Integer = Field(ge=0, le=36500)
 
 
 class CleanupOut(BaseModel):

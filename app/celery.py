@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
-import sys
+import logging
+from functools import cached_property
 from typing import Any
 
 from celery import Celery, signals
 
-from app import db, logs
+from app import db, flower, logs
 from app.pipelines import registry
 from app.settings import get_settings
 
-app = Celery("runway")
+log = logging.getLogger(__name__)
+
+
+class Runway(Celery):  # type: ignore[misc]
+    """Celery, whose worker and beat programs log what Celery would print (app/banners.py)."""
+
+    @cached_property
+    def Worker(self) -> Any:
+        return self.subclass_with_self("app.banners:Worker")
+
+    @cached_property
+    def Beat(self) -> Any:
+        return self.subclass_with_self("app.banners:Beat")
+
+
+app = Runway("runway")
 app.config_from_object("celeryconfig")
+# `celery -A app flower` listens on loopback unless told otherwise (see app/flower.py).
+flower.listen_on_loopback()
 
 
 @signals.setup_logging.connect
@@ -28,7 +46,7 @@ def _load_pipelines(**_: Any) -> None:
     try:
         registry.load(get_settings().pipelines)
     except registry.PluginError as error:
-        print(f"runway worker: {error}", file=sys.stderr)
+        log.critical("runway worker: %s", error)
         raise SystemExit(1) from error
 
 

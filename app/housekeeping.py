@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import redis
 
-from app import db
+from app import db, monitoring
 from app.runs import aftermath, dispatch, store
 from app.settings import get_settings
 
@@ -64,7 +64,9 @@ def republish() -> int:
     queued_only = queue_depth(settings.runs_queue) > 0
     with db.hot_connection() as conn:
         lost = store.take_unclaimed(conn, settings.lease_seconds, BATCH, queued_only)
-    return dispatch.publish_many(lost)
+    sent = dispatch.publish_many(lost)  # in order, stopping at the first it cannot send
+    monitoring.count_republished(lost[:sent])
+    return sent
 
 
 def queue_depth(queue: str) -> int:

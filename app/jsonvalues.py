@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
 
 MAX_JSON_DEPTH = 64
 
@@ -80,3 +82,15 @@ def _text_problem(text: str) -> str | None:
     if _LONE_SURROGATE.search(text):
         return "contains a lone surrogate (an unpaired \\ud800-\\udfff), which is not valid UTF-8"
     return None
+
+
+def _not_a_boolean(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError("must be an integer, not a boolean")
+    return value
+
+
+# An integer as JSON Schema means it: 5 and 5.0 are integers, true is not. Bounds go before
+# it (`Annotated[int, Field(ge=1), NOT_BOOLEAN]`), so that they stay in the JSON schema.
+NOT_BOOLEAN = BeforeValidator(_not_a_boolean)
+Integer = Annotated[int, NOT_BOOLEAN]

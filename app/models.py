@@ -188,6 +188,13 @@ pipeline_executions = sa.Table(
         "completed_at",
         postgresql_where=sa.text("completed_at IS NOT NULL"),
     ),
+    # /status: a workspace's latest failures (read backwards, newest first).
+    sa.Index(
+        "ix_pipeline_executions_workspace_failed",
+        "workspace_id",
+        "completed_at",
+        postgresql_where=sa.text("status = 'failed'"),
+    ),
     # Overlap "queue": the runs of a stream waiting for the older ones to end, oldest first.
     sa.Index(
         "ix_pipeline_executions_stream_queued",
@@ -196,4 +203,22 @@ pipeline_executions = sa.Table(
         "id",
         postgresql_where=sa.text("after_run IS NOT NULL AND status = 'pending'"),
     ),
+)
+
+# Running sums per workspace, kept by triggers on pipeline_executions in the statement that
+# changes a run (migration 0005 creates them): `runs:<status>` (rows stored), `retries`,
+# `rescues`, `republishes`, and histograms as `<name>:sum` and `<name>:le:<bound>` (one
+# bucket each, not cumulative). Each sum is spread over a few shards; readers add them up.
+run_tallies = sa.Table(
+    "run_tallies",
+    metadata,
+    sa.Column(
+        "workspace_id",
+        UUID(as_uuid=True),
+        sa.ForeignKey("workspaces.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("shard", sa.SmallInteger, primary_key=True),
+    sa.Column("value", sa.Double, nullable=False, server_default="0"),
 )

@@ -1,4 +1,10 @@
-"""The database's schema: create the database if missing and bring it to Alembic's head."""
+"""The database's schema: create the database if missing and bring it to Alembic's head.
+
+The migrations are installed beside this package (`migrations/`, next to `app/`), whether
+the project is installed from a checkout in editable mode or as a wheel into any
+environment, so `runway migrate` works from any directory. The Alembic configuration is
+built here; `alembic.ini` serves only the `alembic` command in a checkout.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +19,15 @@ from sqlalchemy.engine import make_url
 from app import db
 from app.settings import get_settings
 
-ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def alembic_config(url: str) -> Config:
-    config = Config(str(ALEMBIC_INI))
+    if not (MIGRATIONS / "env.py").is_file():
+        raise SystemExit(f"runway: migrations not found at {MIGRATIONS}: reinstall runway")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("path_separator", "os")
     config.attributes["database_url"] = url
     return config
 

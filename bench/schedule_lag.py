@@ -32,7 +32,7 @@ os.environ["DATABASE_URL"] = os.environ.get(
 import redis  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
-from app import cli, db, workspaces  # noqa: E402
+from app import db, schema, workspaces  # noqa: E402
 from app.settings import get_settings  # noqa: E402
 
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
@@ -41,7 +41,7 @@ WARM_UP_SECONDS = 60
 
 def prepare(streams: int, overlap: str) -> None:
     url = get_settings().database_url
-    cli.migrate(url)
+    schema.migrate(url)
     with db.unit_of_work() as conn:
         conn.execute(
             sa.text(

@@ -37,7 +37,7 @@ import httpx  # noqa: E402
 import redis  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
-from app import app, cli, db, workspaces  # noqa: E402
+from app import app, db, schema, workspaces  # noqa: E402
 from app.models import pipeline_executions  # noqa: E402
 from app.runs import dispatch  # noqa: E402
 from app.settings import get_settings  # noqa: E402
@@ -49,8 +49,8 @@ BARE_QUEUE = f"{PREFIX}.bare"
 
 def prepare_database() -> None:
     url = get_settings().database_url
-    cli.ensure_database(url)
-    cli.migrate(url)
+    schema.ensure_database(url)
+    schema.migrate(url)
     with db.unit_of_work() as conn:
         conn.execute(
             sa.text("TRUNCATE pipeline_executions, research_streams, api_keys, workspaces CASCADE")

@@ -4,11 +4,17 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
-from app import app, housekeeping
-from app.schedules.entries import SWEEP_TASK
+from app import app, housekeeping, retention
+from app.schedules.entries import RETENTION_TASK, SWEEP_TASK
 
 
 @app.task(name=SWEEP_TASK)
 def sweep() -> dict[str, int]:
     return asdict(housekeeping.sweep())
+
+
+@app.task(name=RETENTION_TASK)
+def purge() -> dict[str, Any]:
+    return retention.purge().summary()

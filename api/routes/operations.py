@@ -6,16 +6,16 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from api.deps import WorkspaceDep
+from api.responses import AUTHORIZED
 from api.schemas import RunOut, StatusOut, WorkerOut, WorkersOut
 from app import monitoring
-from app.runs import service
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], responses=AUTHORIZED)
 
 
 @router.get("/status")
 def get_status(workspace: WorkspaceDep) -> StatusOut:
-    found = service.status(workspace)
+    found = monitoring.status(workspace)
     counts = found.counts
     return StatusOut(
         **{f"{state}_count": number for state, number in counts.items()},
@@ -27,6 +27,8 @@ def get_status(workspace: WorkspaceDep) -> StatusOut:
 
 @router.get("/workers")
 def get_workers(_: WorkspaceDep) -> WorkersOut:
+    """The Celery workers that answer now, with their load. Workers are shared by every
+    workspace, so every key sees the same list; 503 when the broker does not answer."""
     found = monitoring.workers()
     return WorkersOut(
         online_count=len(found),
@@ -34,7 +36,11 @@ def get_workers(_: WorkspaceDep) -> WorkersOut:
     )
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+)
 def get_metrics(workspace: WorkspaceDep) -> Response:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(monitoring.WorkspaceMetrics(workspace))

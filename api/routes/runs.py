@@ -8,11 +8,13 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Query, Response, status
 
 from api.deps import WorkspaceDep
-from api.schemas import CleanupIn, CleanupOut, RunCreate, RunOut, RunPage, RunStatusName
+from api.responses import AUTHORIZED, BODY, CONFLICT, INVALID, NOT_FOUND, answers
+from api.schemas import CleanupIn, CleanupOut, Cursor, RunCreate, RunOut, RunPage, RunStatusName
+from app import retention
 from app.runs import service
 from app.states import RunStatus, RunType
 
-router = APIRouter(prefix="/runs", tags=["runs"])
+router = APIRouter(prefix="/runs", tags=["runs"], responses=AUTHORIZED)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -21,12 +23,22 @@ IdempotencyKey = Annotated[
         min_length=1,
         max_length=200,
         pattern=r"^[^\x00]*$",
-        description="Repeat a request safely: the same key returns the run it made first.",
+        description="Repeat a request safely: the same key returns the run it made first "
+        "(200). 1 to 200 characters, no NUL.",
     ),
 ]
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=answers(
+        {200: {"model": RunOut, "description": "The run this Idempotency-Key made before."}},
+        NOT_FOUND,
+        CONFLICT,
+        BODY,
+    ),
+)
 def create_run(
     body: RunCreate, workspace: WorkspaceDep, response: Response, key: IdempotencyKey = None
 ) -> RunOut:
@@ -36,38 +48,45 @@ def create_run(
     return RunOut.of(made.run)
 
 
-@router.get("")
+@router.get("", responses=INVALID)
 def list_runs(
     workspace: WorkspaceDep,
     stream_id: UUID | None = None,
     status_: Annotated[RunStatusName | None, Query(alias="status")] = None,
     run_type: Annotated[RunType | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_-]*$")] = None,
+    cursor: Annotated[Cursor | None, Query()] = None,
 ) -> RunPage:
     wanted = {"stream_id": stream_id, "status": status_, "run_type": run_type}
     filters: dict[str, Any] = {name: value for name, value in wanted.items() if value is not None}
     found = service.page(workspace, filters, cursor, limit)
-    return RunPage(items=[RunOut.of(row) for row in found.items], next_cursor=found.next_cursor)
+    return RunPage(
+        items=[RunOut.of(row) for row in found.items],
+        next_cursor=found.next_cursor,
+    )
 
 
-@router.post("/cleanup")
+@router.post("/cleanup", responses=BODY)
 def cleanup_runs(body: CleanupIn, workspace: WorkspaceDep) -> CleanupOut:
     """Delete this workspace's runs that ended with `status` more than `older_than_days` ago."""
-    deleted = service.cleanup(workspace, RunStatus(body.status), body.older_than_days)
+    deleted = retention.cleanup(workspace, RunStatus(body.status), body.older_than_days)
     return CleanupOut(deleted=deleted)
 
 
-@router.get("/{run_id}")
+@router.get("/{run_id:uuid}", responses=answers(NOT_FOUND, INVALID))
 def get_run(run_id: UUID, workspace: WorkspaceDep) -> RunOut:
     return RunOut.of(service.get(workspace, run_id))
 
 
-@router.delete("/{run_id}")
+@router.delete("/{run_id:uuid}", responses=answers(NOT_FOUND, CONFLICT, INVALID))
 def cancel_run(run_id: UUID, workspace: WorkspaceDep) -> RunOut:
     return RunOut.of(service.cancel(workspace, run_id))
 
 
-@router.post("/{run_id}/retry", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/{run_id:uuid}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=answers(NOT_FOUND, CONFLICT, INVALID),
+)
 def retry_run(run_id: UUID, workspace: WorkspaceDep) -> RunOut:
     return RunOut.of(service.retry(workspace, run_id))

@@ -8,18 +8,19 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Response, status
 
 from api.deps import WorkspaceDep
+from api.responses import AUTHORIZED, BODY, CONFLICT, INVALID, NOT_FOUND, answers
 from api.schemas import StreamCreate, StreamOut, StreamUpdate, TickOut
 from app.streams import service
 
-router = APIRouter(prefix="/streams", tags=["streams"])
+router = APIRouter(prefix="/streams", tags=["streams"], responses=AUTHORIZED)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=BODY)
 def create_stream(body: StreamCreate, workspace: WorkspaceDep) -> StreamOut:
     return StreamOut.of(service.create(workspace, body.model_dump(mode="json")))
 
 
-@router.get("")
+@router.get("", responses=INVALID)
 def list_streams(
     workspace: WorkspaceDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -28,25 +29,29 @@ def list_streams(
     return [StreamOut.of(stream) for stream in service.list_all(workspace, limit, offset)]
 
 
-@router.get("/{stream_id}")
+@router.get("/{stream_id:uuid}", responses=answers(NOT_FOUND, INVALID))
 def get_stream(stream_id: UUID, workspace: WorkspaceDep) -> StreamOut:
     return StreamOut.of(service.get(workspace, stream_id))
 
 
-@router.get("/{stream_id}/ticks")
+@router.get("/{stream_id:uuid}/ticks", responses=answers(NOT_FOUND, INVALID))
 def list_ticks(
     stream_id: UUID, workspace: WorkspaceDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[TickOut]:
     return [TickOut.model_validate(tick) for tick in service.ticks(workspace, stream_id, limit)]
 
 
-@router.patch("/{stream_id}")
+@router.patch("/{stream_id:uuid}", responses=answers(NOT_FOUND, CONFLICT, BODY))
 def update_stream(stream_id: UUID, body: StreamUpdate, workspace: WorkspaceDep) -> StreamOut:
     changes = body.model_dump(mode="json", exclude_unset=True)
     return StreamOut.of(service.update(workspace, stream_id, changes))
 
 
-@router.delete("/{stream_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{stream_id:uuid}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=answers(NOT_FOUND, INVALID),
+)
 def delete_stream(stream_id: UUID, workspace: WorkspaceDep) -> Response:
     service.delete(workspace, stream_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

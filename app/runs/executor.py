@@ -20,7 +20,7 @@ from uuid import UUID
 import psycopg
 from celery.exceptions import SoftTimeLimitExceeded
 
-from app import db
+from app import db, logs, monitoring
 from app.errors import Cancelled, PermanentError
 from app.jsonvalues import storable_json, storable_text
 from app.pipelines import registry
@@ -70,6 +70,7 @@ def execute(run_id: UUID, worker: str) -> RunStatus | None:
     if claimed is None:
         _not_claimed(run_id, answer.wait_seconds)
         return None
+    log.info("run %s attempt %s started", claimed.id, claimed.attempt, extra=_lifecycle(claimed))
     context = _context(claimed)
 
     def terminate(how: str) -> None:
@@ -85,28 +86,49 @@ def execute(run_id: UUID, worker: str) -> RunStatus | None:
     with tracking as ticket:
         outcome = attempt(context)
     if ticket.taken:
-        log.info("run %s attempt %s was ended by its supervisor", run_id, claimed.attempt)
+        log.info(
+            "run %s attempt %s was ended by its supervisor",
+            run_id,
+            claimed.attempt,
+            extra=_lifecycle(claimed, None, supervisor_clock() - sent),
+        )
         return None
-    return _conclude(claimed, _unless_lease_lost(context, outcome, ticket.stop_reason))
+    outcome = _unless_lease_lost(context, outcome, ticket.stop_reason)
+    return _conclude(claimed, outcome, supervisor_clock() - sent)
 
 
 def _not_claimed(run_id: UUID, wait_seconds: float | None) -> None:
     """A message that came too early (the publisher's clock, or a duplicate, ran ahead of
     the run's backoff) goes back with the time left; any other refusal is final."""
     if wait_seconds is not None:
-        log.info("run %s is backing off for %.1fs more: publishing it again", run_id, wait_seconds)
-        dispatch.publish(run_id, countdown=wait_seconds)
+        log.info(
+            "run %s is backing off for %.1fs more: publishing it again",
+            run_id,
+            wait_seconds,
+            extra={"execution_id": str(run_id)},
+        )
+        if dispatch.publish(run_id, countdown=wait_seconds):
+            monitoring.count_republished([run_id])
         return
-    log.info("run %s not claimable (duplicate delivery, cancelled, queued or finished)", run_id)
+    log.info(
+        "run %s not claimable (duplicate delivery, cancelled, queued or finished)",
+        run_id,
+        extra={"execution_id": str(run_id)},
+    )
 
 
-def _conclude(claimed: store.Claimed, outcome: Outcome) -> RunStatus | None:
+def _conclude(claimed: store.Claimed, outcome: Outcome, duration: float) -> RunStatus | None:
     """Write how the attempt ended (fenced by its attempt number), then set its consequences
     going. An outcome Postgres refuses to store fails the run instead, with the reason."""
 
     finished = _write(claimed, outcome)
     if finished is None:
-        log.info("run %s attempt %s was taken over; outcome dropped", claimed.id, claimed.attempt)
+        log.info(
+            "run %s attempt %s was taken over; outcome dropped",
+            claimed.id,
+            claimed.attempt,
+            extra=_lifecycle(claimed, None, duration),
+        )
         return None
     aftermath.follow_up(
         claimed.id,
@@ -116,8 +138,25 @@ def _conclude(claimed: store.Claimed, outcome: Outcome) -> RunStatus | None:
         finished.released,
         outcome.retry_in,
     )
-    log.info("run %s attempt %s ended %s", claimed.id, claimed.attempt, finished.status)
+    log.info(
+        "run %s attempt %s ended %s",
+        claimed.id,
+        claimed.attempt,
+        finished.status,
+        extra=_lifecycle(claimed, finished.status, duration),
+    )
     return finished.status
+
+
+def _lifecycle(
+    claimed: store.Claimed,
+    status: RunStatus | None = RunStatus.RUNNING,
+    duration: float | None = None,
+) -> Mapping[str, Any]:
+    """The fields of a lifecycle line; no status: the row is no longer this attempt's."""
+    return logs.lifecycle(
+        claimed.id, claimed.stream_id, claimed.run_type, claimed.attempt, status, duration
+    )
 
 
 def _write(claimed: store.Claimed, outcome: Outcome) -> store.Finished | None:
@@ -171,7 +210,12 @@ def attempt(context: RunContext) -> Outcome:
     except Exception as exc:
         error, error_type = exc, storable_text(type(exc).__name__)
         log.warning(
-            "run %s attempt %s raised %s: %s", context.run_id, context.attempt, error_type, exc
+            "run %s attempt %s raised %s: %s",
+            context.run_id,
+            context.attempt,
+            error_type,
+            exc,
+            extra={"execution_id": str(context.run_id)},
         )
     if context.cancelled:
         return Outcome.cancelled()

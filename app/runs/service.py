@@ -3,11 +3,10 @@ a run is published only after its row is committed."""
 
 from __future__ import annotations
 
-import base64
-import binascii
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -20,6 +19,10 @@ from app.runs import dispatch, store
 from app.settings import get_settings
 from app.states import CLAIMABLE, RunStatus, RunType
 from app.streams import store as streams_store
+
+CURSOR_PATTERN = r"^[0-9]{1,16}-[0-9a-f]{32}$"  # 16 digits of microseconds: until 2286
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,21 @@ def create(
 def get(workspace_id: UUID, run_id: UUID) -> Row[Any]:
     with db.unit_of_work() as conn:
         return _run(conn, workspace_id, run_id)
+
+
+def locate(run_id: UUID) -> Row[Any]:
+    """A run of any workspace: for operators, who are not a tenant."""
+    with db.unit_of_work() as conn:
+        row = store.get(conn, run_id)
+    if row is None:
+        raise NotFound("run", run_id)
+    return row
+
+
+def workspace_of(run_id: UUID) -> UUID:
+    """The workspace a run belongs to, so operators can act on it as its workspace would."""
+    workspace_id: UUID = locate(run_id).workspace_id
+    return workspace_id
 
 
 def page(workspace_id: UUID, filters: Mapping[str, Any], cursor: str | None, limit: int) -> Page:
@@ -126,39 +144,17 @@ def retry(workspace_id: UUID, run_id: UUID) -> Row[Any]:
     return row
 
 
-@dataclass(frozen=True)
-class Status:
-    counts: dict[str, int]
-    recent_failures: Sequence[Row[Any]]
-
-
-def status(workspace_id: UUID) -> Status:
-    with db.unit_of_work() as conn:
-        counts = store.counts_by_status(conn, workspace_id)
-        failures = store.recent_failures(conn, workspace_id, 10)
-    return Status({state.value: counts.get(state.value, 0) for state in RunStatus}, failures)
-
-
-def cleanup(workspace_id: UUID, status: RunStatus, older_than_days: int) -> int:
-    """Delete ended runs of one status, older than the given number of days."""
-    if not status.is_terminal:
-        raise InvalidInput("status", "only completed, failed or cancelled runs can be deleted")
-    with db.unit_of_work() as conn:
-        return store.delete_ended(conn, workspace_id, status, timedelta(days=older_than_days))
-
-
 def encode_cursor(row: Row[Any]) -> str:
-    raw = f"{row.created_at.isoformat()}|{row.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    """A position in the newest-first list: `<created_at in µs since 1970>-<run id hex>`.
+    Every string matching CURSOR_PATTERN is a position, so a schema can state the whole rule."""
+    return f"{(row.created_at - _EPOCH) // _MICROSECOND}-{row.id.hex}"
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_at, run_id = raw.split("|")
-        return datetime.fromisoformat(created_at), UUID(run_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidInput("cursor", "not a cursor this API returned", "query") from None
+    if not re.fullmatch(CURSOR_PATTERN, cursor):
+        raise InvalidInput("cursor", "not a cursor this API returned", "query")
+    micros, _, run_id = cursor.partition("-")
+    return _EPOCH + int(micros) * _MICROSECOND, UUID(hex=run_id)
 
 
 def _stream(conn: Connection, workspace_id: UUID, stream_id: UUID) -> Row[Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -13,7 +13,7 @@ import psycopg
 import sqlalchemy as sa
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from sqlalchemy.dialects.postgresql import ARRAY, distinct_on, insert
+from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.engine import Connection, Row
 
 from app.models import pipeline_executions as runs
@@ -394,34 +394,14 @@ def counts_by_status(conn: Connection, workspace_id: UUID | None) -> dict[str, i
     return {status: number for status, number in conn.execute(statement)}
 
 
-def recent_quantiles(
-    conn: Connection,
-    workspace_id: UUID,
-    span: tuple[str, str],
-    quantiles: Sequence[float],
-    *,
-    status: RunStatus | None = None,
-    run_type: str | None = None,
-) -> list[float]:
-    """Quantiles of the seconds between two timestamps of the workspace's runs whose later
-    timestamp falls in the last hour (e.g. started_at -> completed_at of completed runs)."""
-    start, end = runs.c[span[0]], runs.c[span[1]]
-    seconds = sa.extract("epoch", end - start)
-    statement = sa.select(
-        sa.func.percentile_cont(sa.cast(list(quantiles), ARRAY(sa.Float)))
-        .within_group(seconds)
-        .label("values")
-    ).where(
-        runs.c.workspace_id == workspace_id,
-        end > sa.func.now() - timedelta(hours=1),
-        start.is_not(None),
+def running_by_worker(conn: Connection) -> dict[str, int]:
+    """Running runs per worker name (served by the index on live runs)."""
+    statement = (
+        sa.select(runs.c.worker, sa.func.count())
+        .where(runs.c.status == RunStatus.RUNNING)
+        .group_by(runs.c.worker)
     )
-    if status is not None:
-        statement = statement.where(runs.c.status == status)
-    if run_type is not None:
-        statement = statement.where(runs.c.run_type == run_type)
-    values = conn.execute(statement).scalar()
-    return [float(value) for value in values or []]
+    return {worker: number for worker, number in conn.execute(statement) if worker}
 
 
 def recent_failures(conn: Connection, workspace_id: UUID, limit: int) -> Sequence[Row[Any]]:
@@ -434,16 +414,53 @@ def recent_failures(conn: Connection, workspace_id: UUID, limit: int) -> Sequenc
     return conn.execute(statement).all()
 
 
+# Retention and cleanup: the oldest ended runs first, one bounded batch per statement, along
+# ix_pipeline_executions_ended. `after` is where the previous batch stopped (the latest
+# completed_at it deleted), so no batch walks again past what earlier ones deleted. Rows are
+# deleted by ctid, which the locking SELECT returned: no second lookup through the primary
+# key. A live run is never deleted, whatever its completed_at says.
+_DELETE_ENDED = f"""
+WITH doomed AS (
+    SELECT ctid FROM pipeline_executions
+     WHERE completed_at < :before AND completed_at >= :after
+       AND status IN ({_quoted(tuple(TERMINAL))}) {{scope}}
+     ORDER BY completed_at
+     LIMIT :limit
+       FOR UPDATE SKIP LOCKED),
+gone AS (
+    DELETE FROM pipeline_executions
+     WHERE ctid = ANY(ARRAY(SELECT ctid FROM doomed))
+       AND status IN ({_quoted(tuple(TERMINAL))})
+    RETURNING completed_at)
+SELECT count(*), max(completed_at) FROM gone
+"""
+_ALL_ENDED = sa.text(_DELETE_ENDED.format(scope=""))
+_ENDED_IN_WORKSPACE = sa.text(
+    _DELETE_ENDED.format(scope="AND workspace_id = :workspace_id AND status = :status")
+)
+
+
 def delete_ended(
-    conn: Connection, workspace_id: UUID, status: RunStatus, older_than: timedelta
-) -> int:
-    """Delete a workspace's runs that ended with `status` more than `older_than` ago."""
-    statement = sa.delete(runs).where(
-        runs.c.workspace_id == workspace_id,
-        runs.c.status == status,
-        runs.c.completed_at < sa.func.now() - older_than,
-    )
-    return conn.execute(statement).rowcount
+    conn: Connection,
+    before: datetime,
+    after: datetime,
+    limit: int,
+    *,
+    workspace_id: UUID | None = None,
+    status: RunStatus | None = None,
+) -> tuple[int, datetime | None]:
+    """Delete up to `limit` runs that ended in [after, before), oldest first, all workspaces'
+    or (both given) one workspace's runs of one terminal status. Returns how many, and the
+    latest completed_at deleted: the next batch's `after`."""
+    parameters: dict[str, Any] = {"before": before, "after": after, "limit": limit}
+    statement = _ALL_ENDED
+    if workspace_id is not None or status is not None:
+        if workspace_id is None or status is None or status not in TERMINAL:
+            raise ValueError("a scoped delete needs a workspace and a terminal status")
+        parameters |= {"workspace_id": workspace_id, "status": status.value}
+        statement = _ENDED_IN_WORKSPACE
+    count, last = conn.execute(statement, parameters).one()
+    return count, last
 
 
 def request_cancel(conn: Connection, run_id: UUID, workspace_id: UUID) -> Row[Any] | None:

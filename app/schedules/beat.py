@@ -8,7 +8,7 @@ On every tick the leader
   of it, so streams due close together are claimed together.
 A beat that is not leading (another holds the lock, or Redis lost it) keeps trying to
 take the lock instead of exiting. Becoming leader re-creates RedBeat's entries, so a Redis
-that restarted empty gets them back.
+that restarted empty gets them back, and starts the entries that run on leading (retention).
 """
 
 from __future__ import annotations
@@ -82,6 +82,8 @@ class RunwayScheduler(RedBeatScheduler):  # type: ignore[misc]
             self._entries_ready = True
             self._redbeat_due = 0.0
             log.info("beat: leading (holds %s)", self.lock_key)
+            for task in entries.ON_LEADING:
+                self._run_local(task)
         return True
 
     def _lose(self, error: Exception) -> None:
@@ -106,16 +108,19 @@ class RunwayScheduler(RedBeatScheduler):  # type: ignore[misc]
 
     def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **kw: Any) -> Any:
         """Housekeeping entries run here in beat, one at a time each; others are sent as usual."""
-        function = entries.LOCAL.get(entry.task)
-        if function is None:
+        if entry.task not in entries.LOCAL:
             return super().apply_async(entry, producer=producer, advance=advance, **kw)
         entry = self.reserve(entry) if advance else entry
-        running = self._local.get(entry.task)
-        if running is not None and not running.done():
-            log.info("beat: %s still running, not starting it again", entry.task)
-            return None
-        self._local[entry.task] = self._pool.submit(_run_logged, entry.task, function)
+        self._run_local(entry.task)
         return None
+
+    def _run_local(self, task: str) -> None:
+        """Start a housekeeping entry on beat's own threads, unless it is still running."""
+        running = self._local.get(task)
+        if running is not None and not running.done():
+            log.info("beat: %s still running, not starting it again", task)
+            return
+        self._local[task] = self._pool.submit(_run_logged, task, entries.LOCAL[task])
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

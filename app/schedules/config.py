@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from app.errors import InvalidInput
+from app.jsonvalues import NOT_BOOLEAN
 from app.schedules.cron import CronSchedule, ScheduleError, load_timezone, parse_cron
 
 MAX_INTERVAL_SECONDS = 366 * 24 * 3600
@@ -18,12 +27,12 @@ class ScheduleConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: bool = Field(True, description="False pauses the stream: no new scheduled runs.")
+    enabled: StrictBool = Field(True, description="False pauses the stream: no new scheduled runs.")
     cron: str | None = Field(
         None, description="Five-field cron in `timezone`, e.g. `0 6 * * 1` (Mondays at 06:00)."
     )
-    interval_seconds: int | None = Field(
-        None, ge=1, le=MAX_INTERVAL_SECONDS, description="Fire every N seconds instead of cron."
+    interval_seconds: Annotated[int, Field(ge=1, le=MAX_INTERVAL_SECONDS), NOT_BOOLEAN] | None = (
+        Field(None, description="Fire every N seconds instead of cron.")
     )
     timezone: str = Field("UTC", description="IANA time zone the cron fields are read in.")
     overlap: Literal["skip", "queue", "allow"] = Field(
@@ -35,8 +44,8 @@ class ScheduleConfig(BaseModel):
         "run_once",
         description="After downtime: `run_once` makes one catch-up run, `skip` makes none.",
     )
-    pause_after_failures: int | None = Field(
-        None, ge=1, le=1000, description="Pause after N consecutive failed scheduled runs."
+    pause_after_failures: Annotated[int, Field(ge=1, le=1000), NOT_BOOLEAN] | None = Field(
+        None, description="Pause after N consecutive failed scheduled runs."
     )
 
     @field_validator("timezone")

@@ -11,21 +11,36 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from app import housekeeping
+from app import housekeeping, retention
 from app.settings import get_settings
 
 SWEEP_TASK = "runway.housekeeping.sweep"
+RETENTION_TASK = "runway.housekeeping.retention"
+
+RETENTION_PERIOD = timedelta(hours=1)
 
 # Task name -> the function beat calls for it.
-LOCAL: dict[str, Callable[[], Any]] = {SWEEP_TASK: housekeeping.sweep}
+LOCAL: dict[str, Callable[[], Any]] = {
+    SWEEP_TASK: housekeeping.sweep,
+    RETENTION_TASK: retention.purge,
+}
+
+# Run at once whenever a beat starts leading, whenever they last ran.
+ON_LEADING: tuple[str, ...] = (RETENTION_TASK,)
 
 
 def schedule() -> dict[str, dict[str, Any]]:
     settings = get_settings()
+    options = {"queue": settings.control_queue}
     return {
         "runway-sweep": {
             "task": SWEEP_TASK,
             "schedule": timedelta(seconds=settings.sweep_seconds),
-            "options": {"queue": settings.control_queue},
+            "options": options,
+        },
+        "runway-retention": {
+            "task": RETENTION_TASK,
+            "schedule": RETENTION_PERIOD,
+            "options": options,
         },
     }

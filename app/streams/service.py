@@ -11,7 +11,7 @@ from uuid import UUID
 from sqlalchemy.engine import Connection, Row
 
 from app import db
-from app.errors import NotFound
+from app.errors import Conflict, NotFound
 from app.pipelines import registry
 from app.schedules import config as schedules
 from app.streams import store
@@ -69,6 +69,25 @@ def ticks(workspace_id: UUID, stream_id: UUID, limit: int) -> Sequence[Row[Any]]
         return store.recent_ticks(conn, stream_id, limit)
 
 
+def workspace_of(stream_id: UUID) -> UUID:
+    """The workspace a stream belongs to, so operators can act on it as its workspace would."""
+    with db.unit_of_work() as conn:
+        workspace_id = store.workspace_of(conn, stream_id)
+    if workspace_id is None:
+        raise NotFound("stream", stream_id)
+    return workspace_id
+
+
+def set_enabled(stream_id: UUID, enabled: bool) -> Stream:
+    """Pause or resume any workspace's stream: the same change as a PATCH of
+    `schedule_config.enabled`, so `next_scheduled_run` and `paused_reason` move alike."""
+    workspace_id = workspace_of(stream_id)
+    with db.unit_of_work() as conn:
+        if _get(conn, workspace_id, stream_id).schedule_config is None:
+            raise Conflict(f"stream {stream_id} has no schedule to pause or resume")
+    return update(workspace_id, stream_id, {"schedule_config": {"enabled": enabled}})
+
+
 def _get(
     conn: Connection, workspace_id: UUID, stream_id: UUID, for_update: bool = False
 ) -> Row[Any]:
@@ -97,10 +116,15 @@ def _reschedule(current: Row[Any], patch: Mapping[str, Any] | None) -> dict[str,
     if patch is None:
         return {**_schedule(None), "paused_reason": None}
     if current.schedule_config is None:
+        if patch.get("cron") is None and patch.get("interval_seconds") is None:
+            raise Conflict("the stream has no schedule: give cron or interval_seconds to add one")
         values = _schedule(patch)
     else:
         before = schedules.ScheduleConfig.model_construct(**current.schedule_config)
-        config = schedules.parse({**current.schedule_config, **patch})
+        merged = {**current.schedule_config, **patch}
+        if merged.get("cron") is None and merged.get("interval_seconds") is None:
+            raise Conflict("that would leave the schedule without cron or interval_seconds")
+        config = schedules.parse(merged)
         values = {"schedule_config": config.model_dump()}
         if any(getattr(before, key) != getattr(config, key) for key in TIMING):
             values["next_scheduled_run"] = _next_run(current, config)

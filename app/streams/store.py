@@ -32,6 +32,12 @@ def get(
     return conn.execute(statement).first()
 
 
+def workspace_of(conn: Connection, stream_id: UUID) -> UUID | None:
+    statement = sa.select(streams.c.workspace_id).where(streams.c.id == stream_id)
+    workspace_id: UUID | None = conn.execute(statement).scalar()
+    return workspace_id
+
+
 def find_by_name(conn: Connection, workspace_id: UUID, name: str) -> Row[Any] | None:
     statement = sa.select(*COLUMNS).where(
         streams.c.workspace_id == workspace_id, streams.c.name == name
@@ -156,3 +162,29 @@ def pause_if_failing(conn: Connection, stream_id: UUID) -> str | None:
     """Pause the stream if its `pause_after_failures` streak is complete; the reason if so."""
     reason: str | None = conn.execute(_PAUSE, {"stream_id": stream_id}).scalar()
     return reason
+
+
+# Retention: the oldest ticks first, one bounded batch per statement, along
+# ix_schedule_ticks_created; `after` is where the previous batch stopped. By ctid, as runs are.
+_DELETE_TICKS = sa.text("""
+WITH doomed AS (
+    SELECT ctid FROM schedule_ticks
+     WHERE created_at < :before AND created_at >= :after
+     ORDER BY created_at
+     LIMIT :limit
+       FOR UPDATE SKIP LOCKED),
+gone AS (
+    DELETE FROM schedule_ticks WHERE ctid = ANY(ARRAY(SELECT ctid FROM doomed))
+    RETURNING created_at)
+SELECT count(*), max(created_at) FROM gone
+""")
+
+
+def delete_ticks(
+    conn: Connection, before: datetime, after: datetime, limit: int
+) -> tuple[int, datetime | None]:
+    """Delete up to `limit` ticks recorded in [after, before), oldest first. Returns how many,
+    and the latest created_at deleted: the next batch's `after`."""
+    parameters = {"before": before, "after": after, "limit": limit}
+    count, last = conn.execute(_DELETE_TICKS, parameters).one()
+    return count, last

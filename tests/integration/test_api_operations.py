@@ -49,7 +49,8 @@ def test_metrics_in_prometheus_text(
     text = response.text
     assert 'runway_runs{status="completed"} 1.0' in text
     assert "runway_queue_depth{" in text
-    assert 'runway_run_duration_seconds{quantile="0.5"}' in text
+    assert "runway_run_duration_seconds_count 1.0" in text
+    assert 'runway_run_duration_seconds_bucket{le="+Inf"} 1.0' in text
     assert api.get("/metrics").status_code == 401
 
 

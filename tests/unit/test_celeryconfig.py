@@ -39,3 +39,21 @@ def test_beat_uses_runways_scheduler_with_an_explicit_redis_url() -> None:
 def test_no_result_backend() -> None:
     assert app.conf.result_backend is None
     assert app.conf.task_ignore_result is True
+
+
+def test_workers_show_flower_no_password_from_any_url() -> None:
+    """Flower shows each worker's answer to `conf`: Runway's, with every URL masked."""
+    from celery.worker.control import Panel
+
+    from app import flower
+
+    assert Panel.data["conf"] is flower.conf
+    table = flower.masked(
+        {
+            "redbeat_redis_url": "redis://:pw-one@redis:6379/0",
+            "nested": {"urls": ["postgresql+psycopg://u:pw-two@db/runway"]},
+            "plain": "redis://redis:6379/0",
+        }
+    )
+    assert "pw-one" not in str(table) and "pw-two" not in str(table)
+    assert table["plain"] == "redis://redis:6379/0"
