@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import redis
 
-from app import db, monitoring
+from app import db, logs, monitoring
 from app.runs import aftermath, dispatch, store
 from app.settings import get_settings
 
@@ -51,7 +51,12 @@ def rescue() -> int:
             margin=settings.heartbeat_seconds,
         )
     for run in rescued:
-        log.warning("run %s lost its worker: now %s", run.id, run.status)
+        log.warning(
+            "run %s lost its worker: now %s",
+            run.id,
+            run.status,
+            extra=logs.lifecycle(run.id, run.stream_id, run.run_type, run.attempt, run.status),
+        )
         aftermath.follow_up(run.id, run.status, run.run_type, run.stream_id, run.released)
     return len(rescued)
 

@@ -321,7 +321,7 @@ UPDATE pipeline_executions p
        next_attempt_at = now(), heartbeat_at = NULL, updated_at = now()
   FROM lost
  WHERE p.id = lost.id AND p.status = 'running'
-RETURNING p.id, p.status, p.stream_id, p.run_type, {_released("p")}
+RETURNING p.id, p.status, p.stream_id, p.run_type, p.attempt, {_released("p")}
 """
 
 
@@ -331,6 +331,7 @@ class Rescued:
     status: RunStatus
     stream_id: UUID
     run_type: str
+    attempt: int
     released: list[UUID]
 
 
@@ -341,7 +342,7 @@ def rescue_expired(
     before the sweep ends the row (and may start a run queued behind it)."""
     parameters = {"lease": lease_seconds, "grace": grace_seconds, "limit": limit, "margin": margin}
     rows = conn.execute(_RESCUE, parameters).fetchall()
-    return [Rescued(row[0], RunStatus(row[1]), row[2], row[3], row[4]) for row in rows]
+    return [Rescued(row[0], RunStatus(row[1]), *row[2:]) for row in rows]
 
 
 # Runs waiting for a worker that nobody claimed for a lease: the candidates to publish again
