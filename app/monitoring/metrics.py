@@ -24,12 +24,13 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import DBAPIError
 
 from app import db
 from app.monitoring import tallies
 from app.runs import store
 from app.settings import get_settings
-from app.states import RunStatus
+from app.states import TERMINAL, RunStatus
 
 RECENT_FAILURES = 10
 QUEUE_DEPTH_TIMEOUT = 1.0
@@ -77,9 +78,15 @@ def status(workspace_id: UUID) -> Status:
 
 
 def count_republished(run_ids: Sequence[UUID]) -> None:
-    """Add the runs just published again to their workspaces' `republishes` counter."""
-    with db.unit_of_work() as conn:
-        tallies.add_per_run(conn, "republishes", run_ids)
+    """Add the runs just published again to their workspaces' `republishes` counter. A count
+    that cannot be written is lost (and logged), never the publish it counts."""
+    if not run_ids:
+        return
+    try:
+        with db.unit_of_work() as conn:
+            tallies.add_per_run(conn, "republishes", run_ids)
+    except DBAPIError as error:
+        log.warning("could not count %d re-published run(s): %s", len(run_ids), error)
 
 
 class WorkspaceMetrics(Collector):
@@ -100,6 +107,17 @@ class WorkspaceMetrics(Collector):
             yield _histogram(name, bounds, documentation, found)
         for name, documentation in COUNTERS:
             yield CounterMetricFamily(f"runway_{name}", documentation, found.get(name, 0))
+        yield _ended(found)
+
+
+def _ended(found: Mapping[str, float]) -> Metric:
+    """Runs that reached each terminal status: unlike `runway_runs`, retention never lowers it."""
+    ended = CounterMetricFamily(
+        "runway_runs_ended", "Runs that ended, by terminal status.", labels=["status"]
+    )
+    for state in sorted(TERMINAL):
+        ended.add_metric([state.value], found.get(f"ended:{state.value}", 0))
+    return ended
 
 
 def _queue_depth() -> Metric:

@@ -87,6 +87,9 @@ _DELTAS = f"""
         UNION ALL
         SELECT workspace_id, shard, 'retries', 1 FROM changes WHERE new_status = 'retrying'
         UNION ALL
+        SELECT workspace_id, shard, 'ended:' || new_status, 1 FROM changes
+         WHERE new_status IN ('completed', 'failed', 'cancelled')
+        UNION ALL
         SELECT workspace_id, shard, 'rescues', 1 FROM changes
          WHERE old_status = 'running' AND error_type = 'lease_expired'
         UNION ALL {

@@ -109,6 +109,9 @@ def test_metrics_pass_promtool_and_only_rise(
     assert _value(first, "runway_runs", "runway_runs", status="failed") == 1
     assert _value(first, "runway_retries", "runway_retries_total") == 2  # flaky, rescued
     assert _value(first, "runway_rescues", "runway_rescues_total") == 1
+    ended = "runway_runs_ended", "runway_runs_ended_total"
+    assert _value(first, *ended, status="completed") == 5
+    assert _value(first, *ended, status="failed") == 1
     assert _value(first, "runway_republishes", "runway_republishes_total") >= 1
     assert _check_histogram(first, "runway_run_duration_seconds") == 5
     assert _check_histogram(first, "runway_schedule_lag_seconds") == 1
@@ -120,6 +123,7 @@ def test_metrics_pass_promtool_and_only_rise(
         conn.execute(sa.delete(runs).where(runs.c.status == RunStatus.FAILED))
     second = _scrape(api, auth, promtool)
     assert _value(second, "runway_runs", "runway_runs", status="failed") == 0
+    assert _value(second, *ended, status="failed") == 2
     for family in ("runway_retries", "runway_rescues", "runway_republishes"):
         sample = f"{family}_total"
         assert _value(second, family, sample) > _value(first, family, sample)
