@@ -45,4 +45,5 @@ pytest_plugins = [
     "tests.fixtures.proxy",
     "tests.fixtures.redis_server",
     "tests.fixtures.clock",
+    "tests.fixtures.secrets",
 ]

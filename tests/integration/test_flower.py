@@ -11,42 +11,24 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
-from sqlalchemy.engine import make_url
 
 from tests.fixtures.processes import BIN, LOGS, REPO, Process
 from tests.fixtures.redis_server import free_port
+from tests.fixtures.secrets import DATABASE_PASSWORD, REDIS_PASSWORD
 from tests.fixtures.services import wait_for
-from tests.integration.test_json_logs import redis_user
 
 CREDENTIALS = ("operator", "fl0wer-s3cret")
-REDIS_PASSWORD = "rd-fl0wer-pw"
-DATABASE_PASSWORD = "pg-fl0wer-pw"
 SECRETS = (REDIS_PASSWORD, DATABASE_PASSWORD, CREDENTIALS[1])
 # Every page and API of Flower that shows settings, workers or the broker.
 PAGES = ("/", "/workers", "/broker", "/tasks", "/api/workers", "/api/queues/length", "/metrics")
 
 
 @pytest.fixture
-def secret_env(database_url: str, redis_client: redis.Redis) -> Iterator[dict[str, str]]:
-    base = redis_client.connection_pool.connection_kwargs
-    url = f"redis://{base.get('host', '127.0.0.1')}:{base.get('port', 6379)}/{base.get('db', 0)}"
-    with redis_user(redis_client, url, REDIS_PASSWORD) as redis_url:
-        yield {
-            "DATABASE_URL": make_url(database_url)
-            .set(password=DATABASE_PASSWORD)
-            .render_as_string(hide_password=False),
-            "REDIS_URL": redis_url,
-            "REDBEAT_REDIS_URL": redis_url,
-        }
-
-
-@pytest.fixture
-def flower(secret_env: dict[str, str]) -> Iterator[tuple[Process, int]]:
+def flower(secret_urls: dict[str, str]) -> Iterator[tuple[Process, int]]:
     """Flower, started as a user would, with basic auth and no FLOWER_ADDRESS."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
-    env |= {"PYTHONPATH": str(REPO), "FLOWER_BASIC_AUTH": ":".join(CREDENTIALS), **secret_env}
+    env |= {"PYTHONPATH": str(REPO), "FLOWER_BASIC_AUTH": ":".join(CREDENTIALS), **secret_urls}
     tag = f"flower-{uuid.uuid4().hex[:6]}"
     command = [str(BIN / "celery"), "-A", "app", "flower", f"--port={port}"]
     process = Process(tag, command, env, LOGS / f"{tag}.log").start()
@@ -93,10 +75,10 @@ def test_flower_listens_on_loopback_only(flower: tuple[Process, int]) -> None:
 
 
 def test_no_password_in_anything_flower_shows(
-    flower: tuple[Process, int], spawn: Callable[..., Process], secret_env: dict[str, str]
+    flower: tuple[Process, int], spawn: Callable[..., Process], secret_urls: dict[str, str]
 ) -> None:
     process, port = flower
-    worker = spawn("worker", env=secret_env)
+    worker = spawn("worker", env=secret_urls)
     get = _getter(port)
     conf = wait_for(lambda: _conf(get, worker.node), 30, "Flower to show the worker's conf")
     assert "********" in conf["redbeat_redis_url"]  # shown, and masked

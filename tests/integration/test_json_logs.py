@@ -6,53 +6,26 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
-import redis
-from sqlalchemy.engine import make_url
 
 from app.runs import dispatch
 from tests.fixtures.processes import Process
 from tests.fixtures.redis_server import free_port
+from tests.fixtures.secrets import DATABASE_PASSWORD, REDIS_PASSWORD
 from tests.fixtures.services import unpublished_run, wait_for, wait_for_status
 
 pytestmark = pytest.mark.slow
-DATABASE_PASSWORD = "pg-s3cretpw"  # Postgres here trusts every local login: any password works
-REDIS_PASSWORD = "rd-s3cretpw"
 LIFECYCLE_FIELDS = {"execution_id", "stream_id", "run_type", "attempt", "status", "duration"}
 
 
-@contextmanager
-def redis_user(client: redis.Redis, url: str, password: str) -> Iterator[str]:
-    """`url` as a Redis user of its own, with a password: an ACL user made for the test."""
-    user = f"runway-{uuid.uuid4().hex[:8]}"
-    client.execute_command("ACL", "SETUSER", user, "on", f">{password}", "~*", "&*", "+@all")
-    parts = urlsplit(url)
-    try:
-        yield urlunsplit(parts._replace(netloc=f"{user}:{password}@{parts.hostname}:{parts.port}"))
-    finally:
-        client.execute_command("ACL", "DELUSER", user)
-
-
 @pytest.fixture
-def secret_env(database_url: str, redis_client: redis.Redis) -> Iterator[dict[str, str]]:
+def secret_env(secret_urls: dict[str, str]) -> dict[str, str]:
     """The processes' environment: JSON logs, and URLs that carry passwords."""
-    base = redis_client.connection_pool.connection_kwargs
-    url = f"redis://{base.get('host', '127.0.0.1')}:{base.get('port', 6379)}/{base.get('db', 0)}"
-    with redis_user(redis_client, url, REDIS_PASSWORD) as redis_url:
-        yield {
-            "RUNWAY_LOG_FORMAT": "json",
-            "DATABASE_URL": make_url(database_url)
-            .set(password=DATABASE_PASSWORD)
-            .render_as_string(hide_password=False),
-            "REDIS_URL": redis_url,
-            "REDBEAT_REDIS_URL": redis_url,
-        }
+    return {"RUNWAY_LOG_FORMAT": "json", **secret_urls}
 
 
 def _lines(process: Process) -> list[dict[str, Any]]:
