@@ -17,9 +17,8 @@ from typing import Any
 
 from celery.utils.serialization import jsonify, strtobool
 from celery.worker.control import inspect_command
-from kombu.utils.url import maybe_sanitize_url
 
-from app.logs import MASK
+from app import logs
 
 LOOPBACK = "127.0.0.1"
 
@@ -36,7 +35,7 @@ def listen_on_loopback() -> None:
 def masked(value: Any) -> Any:
     """`value` with the password of every URL in it masked, in nested settings too."""
     if isinstance(value, str):
-        return maybe_sanitize_url(value, mask=MASK) if "://" in value else value
+        return logs.mask(value)
     if isinstance(value, Mapping):
         return {key: masked(item) for key, item in value.items()}
     if isinstance(value, list | tuple):

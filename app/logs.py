@@ -23,7 +23,10 @@ CONSOLE_FORMAT = "%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(messag
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(processName)s %(message)s"
 MASK = "********"
 # scheme://user:password@ -> scheme://user:********@
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s\"']*):[^@\s\"'/]+@")
+# The password of a URL runs to its last "@" (a raw "@" or "/" in it is masked too), and
+# a `password=` parameter to the next "&".
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s\"']*):[^\s\"']*@")
+_PARAMETER_PASSWORD = re.compile(r"(?i)(?P<head>\b(?:password|passwd|pwd)=)[^&\s\"']*")
 # Loggers that bring handlers of their own: their lines go through the root handler instead.
 _TAKEN_OVER = ("uvicorn", "uvicorn.error", "uvicorn.access")
 # uvicorn adds an ANSI-coloured copy of some messages; it is not worth a field.
@@ -32,7 +35,8 @@ _NOT_FIELDS = [*RESERVED_ATTRS, "color_message"]
 
 def mask(text: str) -> str:
     """`text` with the password of every URL in it replaced by a mask."""
-    return _URL_PASSWORD.sub(rf"\g<head>:{MASK}@", text)
+    text = _URL_PASSWORD.sub(rf"\g<head>:{MASK}@", text)
+    return _PARAMETER_PASSWORD.sub(rf"\g<head>{MASK}", text)
 
 
 class _MaskedJson(JsonFormatter):

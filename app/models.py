@@ -188,12 +188,14 @@ pipeline_executions = sa.Table(
         "completed_at",
         postgresql_where=sa.text("completed_at IS NOT NULL"),
     ),
-    # /status: a workspace's latest failures (read backwards, newest first).
+    # A workspace's ended runs of one status by age: POST /runs/cleanup's batches, and
+    # /status's latest failures (read backwards, newest first).
     sa.Index(
-        "ix_pipeline_executions_workspace_failed",
+        "ix_pipeline_executions_workspace_ended",
         "workspace_id",
+        "status",
         "completed_at",
-        postgresql_where=sa.text("status = 'failed'"),
+        postgresql_where=sa.text("completed_at IS NOT NULL"),
     ),
     # Overlap "queue": the runs of a stream waiting for the older ones to end, oldest first.
     sa.Index(

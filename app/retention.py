@@ -6,7 +6,8 @@ the same way.
 
 Every delete is bounded: at most BATCH rows per statement, oldest first along an index
 on the age column, each statement its own short transaction, so no lock or transaction
-outlives one batch and concurrent writes never wait behind a purge. The purgers take turns,
+outlives one batch: a concurrent write waits at most one batch (tens of milliseconds, for the
+run tallies of the batch's workspaces) behind a purge. The purgers take turns,
 one batch each, until a batch deletes fewer rows than asked (nothing left) or the call's
 time budget is spent; what is left goes at the next call.
 

@@ -22,6 +22,9 @@ from app.runs import store
 
 INSPECT_TIMEOUT = 1.0  # how long workers have to answer the broadcast
 CACHE_SECONDS = 2.0
+# A broker that accepts connections but never answers must not hold a request longer.
+SOCKET_OPTIONS = {"socket_timeout": INSPECT_TIMEOUT, "socket_connect_timeout": INSPECT_TIMEOUT}
+WAIT_SECONDS = 1.5  # how long a caller waits for another caller's broadcast
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class _Cache:
     lock: threading.Lock = field(default_factory=threading.Lock)
     taken_at: float = -math.inf
     found: list[WorkerInfo] = field(default_factory=list)
+    error: BrokerUnavailable | None = None
 
 
 _cache = _Cache()
@@ -44,14 +48,28 @@ _cache = _Cache()
 def workers() -> list[WorkerInfo]:
     """The workers that answered within INSPECT_TIMEOUT, at most CACHE_SECONDS old.
 
-    Concurrent callers wait for the one broadcast in flight instead of sending their own.
-    Raises BrokerUnavailable when the broker cannot be reached (nothing is cached then).
+    Concurrent callers wait (at most WAIT_SECONDS) for the one broadcast in flight instead
+    of sending their own. Raises BrokerUnavailable when the broker cannot be reached; that
+    answer is cached too, so a broker that hangs costs one broadcast per CACHE_SECONDS.
     """
-    with _cache.lock:
+    if not _cache.lock.acquire(timeout=WAIT_SECONDS):
+        raise BrokerUnavailable("the broker is slow to answer: a broadcast is still waiting")
+    try:
         if time.monotonic() - _cache.taken_at >= CACHE_SECONDS:
-            _cache.found = inspect_workers(app)
-            _cache.taken_at = time.monotonic()
+            _refresh()
+        if _cache.error is not None:
+            raise _cache.error
         return _cache.found
+    finally:
+        _cache.lock.release()
+
+
+def _refresh() -> None:
+    try:
+        _cache.found, _cache.error = inspect_workers(app), None
+    except BrokerUnavailable as error:
+        _cache.found, _cache.error = [], error
+    _cache.taken_at = time.monotonic()
 
 
 def clear_cache() -> None:
@@ -74,7 +92,7 @@ def inspect_workers(celery_app: Celery) -> list[WorkerInfo]:
 
 def _stats(celery_app: Celery) -> dict[str, Any]:
     try:
-        with celery_app.connection_for_read() as connection:
+        with celery_app.connection_for_read(transport_options=SOCKET_OPTIONS) as connection:
             connection.ensure_connection(max_retries=0, timeout=INSPECT_TIMEOUT)
             inspect = celery_app.control.inspect(timeout=INSPECT_TIMEOUT, connection=connection)
             replies: dict[str, Any] | None = inspect.stats()

@@ -1,5 +1,10 @@
 """Every SQL statement about runs. Each state change is one conditional UPDATE; nothing here
-commits (the hot-path statements run in autocommit, where one statement is one transaction)."""
+commits (the hot-path statements run in autocommit, where one statement is one transaction).
+
+Triggers keep `run_tallies` (migration 0005): each statement that changes runs upserts its
+tallies in one order, so two such statements never deadlock. A transaction must therefore
+change runs in ONE statement (a set-based INSERT or UPDATE), as every caller does today; two
+run-changing statements in one transaction can deadlock with another such transaction."""
 
 from __future__ import annotations
 
@@ -408,7 +413,11 @@ def running_by_worker(conn: Connection) -> dict[str, int]:
 def recent_failures(conn: Connection, workspace_id: UUID, limit: int) -> Sequence[Row[Any]]:
     statement = (
         sa.select(*COLUMNS)
-        .where(runs.c.workspace_id == workspace_id, runs.c.status == RunStatus.FAILED)
+        .where(
+            runs.c.workspace_id == workspace_id,
+            runs.c.status == RunStatus.FAILED,
+            runs.c.completed_at.is_not(None),  # always true; lets the partial index serve
+        )
         .order_by(runs.c.completed_at.desc())
         .limit(limit)
     )

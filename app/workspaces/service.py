@@ -22,8 +22,14 @@ class IssuedKey:
     key: str  # shown only now: only its hash is stored
 
 
+MAX_NAME_LENGTH = 100
+MAX_CONCURRENT = 1_000_000
+
+
 def issue_key(workspace: str, name: str = "") -> IssuedKey:
     """Create the workspace if needed and a new key for it."""
+    _check_name("workspace", workspace)
+    _check_name("name", name, allow_empty=True)
     key = store.KEY_PREFIX + secrets.token_urlsafe(32)
     with db.unit_of_work() as conn:
         workspace_id = store.ensure_workspace(conn, workspace)
@@ -72,10 +78,21 @@ def list_workspaces() -> Sequence[Row[Any]]:
 
 def set_max_concurrent(workspace: str, value: int | None) -> Row[Any]:
     """Cap how many of the workspace's runs may run at once; None removes the cap."""
-    if value is not None and value < 1:
-        raise InvalidInput("max_concurrent", "must be at least 1, or none for no cap")
+    if value is not None and not 1 <= value <= MAX_CONCURRENT:
+        raise InvalidInput(
+            "max_concurrent", f"must be from 1 to {MAX_CONCURRENT}, or none for no cap"
+        )
     with db.unit_of_work() as conn:
         row = store.set_max_concurrent(conn, workspace, value)
     if row is None:
         raise NotFound("workspace", workspace)
     return row
+
+
+def _check_name(field: str, value: str, *, allow_empty: bool = False) -> None:
+    if not value.strip() and not (allow_empty and value == ""):
+        raise InvalidInput(field, "must not be empty")
+    if len(value) > MAX_NAME_LENGTH:
+        raise InvalidInput(field, f"at most {MAX_NAME_LENGTH} characters")
+    if not value.isprintable():
+        raise InvalidInput(field, "no control characters")

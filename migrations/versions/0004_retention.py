@@ -33,11 +33,22 @@ def upgrade() -> None:
         ["completed_at"],
         postgresql_where=_ENDED,
     )
+    op.create_index(
+        "ix_pipeline_executions_workspace_ended",
+        "pipeline_executions",
+        ["workspace_id", "status", "completed_at"],
+        postgresql_where=_ENDED,
+    )
     op.create_index("ix_schedule_ticks_created", "schedule_ticks", ["created_at"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_schedule_ticks_created", table_name="schedule_ticks")
+    op.drop_index(
+        "ix_pipeline_executions_workspace_ended",
+        table_name="pipeline_executions",
+        postgresql_where=_ENDED,
+    )
     op.drop_index(
         "ix_pipeline_executions_ended", table_name="pipeline_executions", postgresql_where=_ENDED
     )

@@ -1,4 +1,4 @@
-"""run tallies: metrics and /status at constant cost; an index for a workspace's failures
+"""run tallies: metrics and /status at constant cost
 
 `run_tallies` holds, per workspace, running sums that triggers on `pipeline_executions` keep
 in the same statement as the change: rows stored by status (a delete subtracts), transitions
@@ -35,8 +35,6 @@ depends_on: str | Sequence[str] | None = None
 SHARDS = 8
 DURATION_BOUNDS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 10800)
 LAG_BOUNDS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600)
-
-_FAILED = sa.text("status = 'failed'")
 
 # What one statement changed, one row per run: its status before and after (NULL: the row
 # did not exist / no longer exists) and the columns the histograms need.
@@ -165,12 +163,6 @@ def upgrade() -> None:
         sa.Column("value", sa.Double, nullable=False, server_default="0"),
         sa.PrimaryKeyConstraint("workspace_id", "name", "shard", name=op.f("pk_run_tallies")),
     )
-    op.create_index(
-        "ix_pipeline_executions_workspace_failed",
-        "pipeline_executions",
-        ["workspace_id", "completed_at"],
-        postgresql_where=_FAILED,
-    )
     _create_triggers()
     # Every run already stored, counted as if it had just been inserted.
     op.execute(_tally(_CHANGES["insert"].replace("new_rows", "pipeline_executions")))
@@ -180,9 +172,4 @@ def downgrade() -> None:
     for event in (*_CHANGES, "truncate"):
         op.execute(f"DROP TRIGGER run_tallies_{event} ON pipeline_executions")
         op.execute(f"DROP FUNCTION run_tallies_{event}()")
-    op.drop_index(
-        "ix_pipeline_executions_workspace_failed",
-        table_name="pipeline_executions",
-        postgresql_where=_FAILED,
-    )
     op.drop_table("run_tallies")

@@ -3,9 +3,11 @@ match the rows; /workers answers fast, from a cache, and cleanly without a broke
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -223,3 +225,32 @@ def test_workers_without_a_broker_raise_broker_unavailable() -> None:
     with pytest.raises(BrokerUnavailable):
         inspect_workers(nowhere)
     assert time.monotonic() - begun < 1.5
+
+
+def test_workers_answer_503_quickly_when_the_broker_hangs(
+    api: TestClient, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker that accepts connections and never answers: every caller, even six at once,
+    has its 503 within 1.5 s, and the answer is cached rather than tried again in turn."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    threading.Thread(
+        target=lambda: accepted.extend(listener.accept()[0] for _ in range(50)), daemon=True
+    ).start()
+    port = listener.getsockname()[1]
+    monkeypatch.setattr(celery_app.conf, "broker_url", f"redis://127.0.0.1:{port}/0")
+    clear_cache()
+
+    def call() -> tuple[int, float]:
+        begun = time.monotonic()
+        status = api.get("/workers", headers=auth).status_code
+        return status, time.monotonic() - begun
+
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda _: call(), range(6)))
+    finally:
+        clear_cache()
+        listener.close()
+    assert {status for status, _ in answers} == {503}, answers
+    assert max(seconds for _, seconds in answers) < 1.5, answers
