@@ -97,7 +97,6 @@ def _persist(conn: Connection, plans: list[tuple[Row[Any], Plan]]) -> list[uuid.
             }
             for tick_ in decided.ticks
         ]
-    created = runs_store.insert_scheduled(conn, runs)
     streams_store.record_ticks(conn, ticks)
     streams_store.advance(
         conn,
@@ -105,7 +104,9 @@ def _persist(conn: Connection, plans: list[tuple[Row[Any], Plan]]) -> list[uuid.
         [decided.next_run for _, decided in plans],
         [decided.fire for _, decided in plans],
     )
-    return created
+    # Last before the commit: inserting runs takes their workspaces' tally rows (see
+    # app/runs/store.py), and claims of those workspaces wait on them until the commit.
+    return runs_store.insert_scheduled(conn, runs)
 
 
 def _scheduled_run(
