@@ -13,18 +13,13 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlalchemy.engine import make_url
 
 from app.settings import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL
+from tests.timings import TEST_TIMINGS
 
 _SESSION = f"t{os.getpid()}"
 os.environ.update(
     {
         "RUNWAY_QUEUE_PREFIX": f"runway-{_SESSION}",
-        "RUNWAY_HEARTBEAT_SECONDS": "1",
-        "RUNWAY_LEASE_SECONDS": "5",
-        "RUNWAY_SWEEP_SECONDS": "2",
-        "RUNWAY_CANCEL_GRACE_SECONDS": "3",
-        "RUNWAY_RETRY_BASE_SECONDS": "1",
-        "RUNWAY_RETRY_MAX_SECONDS": "2",
-        "RUNWAY_TICK_SECONDS": "1",
+        **TEST_TIMINGS,
         "RUNWAY_LOG_FORMAT": "console",
         "RUNWAY_LOG_LEVEL": "INFO",
         "RUNWAY_PIPELINES": "tests.pipelines",

@@ -140,14 +140,18 @@ def test_a_lease_that_cannot_be_renewed_stops_the_pipeline_before_it_expires(
     assert float(heartbeat_at) < get_settings().lease_seconds  # its lease had not expired yet
 
 
+def _attempt_under_way(make_stream: Any, supervisor: Supervisor) -> tuple[UUID, Attempt, Ticket]:
+    """A claimed run whose attempt the supervisor tracks, with its ticket."""
+    run_id = unpublished_run(UUID(make_stream()["id"]))
+    attempt = Attempt(supervisor, _claim(run_id), time.monotonic()).start()
+    assert attempt.ticket is not None
+    return run_id, attempt, attempt.ticket
+
+
 def test_a_soft_limit_never_interrupts_a_run_that_already_returned(
     make_stream: Any, supervisor: Supervisor, kills: Kills
 ) -> None:
-    run_id = unpublished_run(UUID(make_stream()["id"]))
-    claimed = _claim(run_id)
-    attempt = Attempt(supervisor, claimed, time.monotonic()).start()
-    ticket = attempt.ticket
-    assert ticket is not None
+    run_id, attempt, ticket = _attempt_under_way(make_stream, supervisor)
     attempt.finish()  # the pipeline returned just after the watchdog saw its deadline
 
     supervisor._interrupt(run_id, ticket)
@@ -160,11 +164,7 @@ def test_a_soft_limit_never_interrupts_a_run_that_already_returned(
 def test_an_attempt_the_supervisor_ended_is_not_written_again(
     make_stream: Any, supervisor: Supervisor, kills: Kills
 ) -> None:
-    run_id = unpublished_run(UUID(make_stream()["id"]))
-    claimed = _claim(run_id)
-    attempt = Attempt(supervisor, claimed, time.monotonic()).start()
-    ticket = attempt.ticket
-    assert ticket is not None
+    run_id, attempt, ticket = _attempt_under_way(make_stream, supervisor)
 
     supervisor._end(run_id, ticket, "timeout")  # the hard limit came first
     wait_for(lambda: attempt.ended == ["timeout"], 5, "the supervisor's final write")

@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.settings import Settings, get_settings
+from tests.timings import TEST_TIMINGS
 
 SPEC_VARIABLES = [
     "DATABASE_URL",
@@ -76,17 +77,6 @@ def test_visibility_timeout_outlasts_the_longest_run(clean_env: pytest.MonkeyPat
     assert settings.broker_visibility_timeout > settings.run_time_limit_seconds
 
 
-TEST_TIMINGS = {
-    "RUNWAY_HEARTBEAT_SECONDS": "1",
-    "RUNWAY_LEASE_SECONDS": "5",
-    "RUNWAY_SWEEP_SECONDS": "2",
-    "RUNWAY_CANCEL_GRACE_SECONDS": "3",
-    "RUNWAY_RETRY_BASE_SECONDS": "1",
-    "RUNWAY_RETRY_MAX_SECONDS": "2",
-    "RUNWAY_TICK_SECONDS": "1",
-}
-
-
 def _with(env: pytest.MonkeyPatch, values: dict[str, str]) -> None:
     for name, value in values.items():
         env.setenv(name, value)
@@ -138,13 +128,7 @@ def test_get_settings_stops_with_one_line_naming_every_contradiction(
     clean_env: pytest.MonkeyPatch,
 ) -> None:
     _with(clean_env, {"RUNWAY_LEASE_SECONDS": "2", "RUNWAY_RETRY_BASE_SECONDS": "900"})
-    get_settings.cache_clear()
-    try:
-        with pytest.raises(SystemExit) as stopped:
-            get_settings()
-    finally:
-        get_settings.cache_clear()
-    line = str(stopped.value.code)
+    line = _stop_line()
     assert "\n" not in line
     assert line.startswith("runway: invalid settings: ")
     assert "RUNWAY_LEASE_SECONDS=2 must be longer than two heartbeats" in line
@@ -155,11 +139,16 @@ def test_get_settings_names_a_malformed_variable_without_its_value(
     clean_env: pytest.MonkeyPatch,
 ) -> None:
     clean_env.setenv("RUNWAY_LEASE_SECONDS", "soon")
+    line = _stop_line()
+    assert "\n" not in line and "RUNWAY_LEASE_SECONDS" in line and "soon" not in line
+
+
+def _stop_line() -> str:
+    """What get_settings() stops the process with, under the environment as it is now."""
     get_settings.cache_clear()
     try:
         with pytest.raises(SystemExit) as stopped:
             get_settings()
     finally:
         get_settings.cache_clear()
-    line = str(stopped.value.code)
-    assert "\n" not in line and "RUNWAY_LEASE_SECONDS" in line and "soon" not in line
+    return str(stopped.value.code)
