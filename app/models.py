@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 metadata = sa.MetaData(
     naming_convention={
@@ -17,6 +17,13 @@ metadata = sa.MetaData(
 
 RUN_STATUSES = ("pending", "running", "retrying", "completed", "failed", "cancelled")
 RUN_TYPES = ("scheduled", "manual", "test")
+PRIORITIES = ("high", "normal", "low")  # the order in which waiting runs start
+# Written as Postgres prints it back, so that the index on it compares equal to the models.
+PRIORITY_RANK = (
+    "(\nCASE priority\n    WHEN 'high'::text THEN 0\n    WHEN 'normal'::text THEN 1\n"
+    "    ELSE 2\nEND)"
+)
+MAX_LIMIT_KEYS = 8
 TICK_OUTCOMES = ("fired", "skipped_overlap", "missed")
 
 
@@ -85,10 +92,15 @@ research_streams = sa.Table(
     sa.Column("next_scheduled_run", sa.DateTime(timezone=True)),
     sa.Column("last_scheduled_run", sa.DateTime(timezone=True)),
     sa.Column("paused_reason", sa.Text),
+    # Flow control (README: Flow control): its runs' priority and the limit keys they take.
+    sa.Column("priority", sa.Text, nullable=False, server_default="normal"),
+    sa.Column("limit_keys", ARRAY(sa.Text), nullable=False, server_default=sa.text("'{}'")),
     _created_at(),
     sa.Column(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
+    sa.CheckConstraint(_in("priority", PRIORITIES), name="priority"),
+    sa.CheckConstraint(f"cardinality(limit_keys) <= {MAX_LIMIT_KEYS}", name="limit_keys"),
     # Beat's claim reads only streams that are due; the partial index keeps that cheap.
     sa.Index(
         "ix_research_streams_due",
@@ -151,6 +163,15 @@ pipeline_executions = sa.Table(
     sa.Column("idempotency_key", sa.Text),
     _created_at(),
     sa.Column("started_at", sa.DateTime(timezone=True)),
+    # Flow control: fixed when the run is created, from its stream (priority: or the request).
+    sa.Column("priority", sa.Text, nullable=False, server_default="normal"),
+    sa.Column("limit_keys", ARRAY(sa.Text), nullable=False, server_default=sa.text("'{}'")),
+    # True when the run names limit keys or its workspace had a cap: its claim then goes
+    # through app/limits (the gate) and its end releases the runs waiting behind it.
+    sa.Column("gated", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Why a due run has not started: {"kind": concurrency|rate|workspace|overlap, "key",
+    # "until"}; null for a run that may start (or has started, or ended).
+    sa.Column("waiting_for", JSONB),
     sa.Column("completed_at", sa.DateTime(timezone=True)),
     sa.Column(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
@@ -158,6 +179,7 @@ pipeline_executions = sa.Table(
     sa.CheckConstraint(_in("status", RUN_STATUSES), name="status"),
     sa.CheckConstraint(_in("run_type", RUN_TYPES), name="run_type"),
     sa.CheckConstraint("attempt >= 0 AND attempt <= max_attempts", name="attempt"),
+    sa.CheckConstraint(_in("priority", PRIORITIES), name="priority"),
     sa.UniqueConstraint("workspace_id", "idempotency_key"),
     sa.Index(
         "uq_pipeline_executions_scheduled_slot",
@@ -204,6 +226,62 @@ pipeline_executions = sa.Table(
         "created_at",
         "id",
         postgresql_where=sa.text("after_run IS NOT NULL AND status = 'pending'"),
+    ),
+    # Flow control: the runs waiting for a key (or their workspace), in the order they start.
+    sa.Index(
+        "ix_pipeline_executions_waiting",
+        "workspace_id",
+        sa.text("(waiting_for ->> 'key'::text)"),
+        sa.text(PRIORITY_RANK),
+        "created_at",
+        "id",
+        postgresql_where=sa.text(
+            "status IN ('pending', 'retrying') AND waiting_for IS NOT NULL"
+        ),
+    ),
+    # ... and the gated runs that hold a slot (running) or are on their way to one.
+    sa.Index(
+        "ix_pipeline_executions_holding",
+        "workspace_id",
+        postgresql_where=sa.text(
+            "gated AND waiting_for IS NULL AND status IN ('pending', 'running')"
+        ),
+    ),
+)
+
+# Limit keys (README: Flow control). A key without a row has no limit. `recent_starts`
+# holds the start times of the last `rate_count` attempts (the sliding window of the rate);
+# `wake_at` is when a release is already scheduled for the runs waiting on the rate.
+limits = sa.Table(
+    "limits",
+    metadata,
+    sa.Column(
+        "workspace_id",
+        UUID(as_uuid=True),
+        sa.ForeignKey("workspaces.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("max_concurrent", sa.Integer),
+    sa.Column("rate_count", sa.Integer),
+    sa.Column("rate_period_seconds", sa.Double),
+    sa.Column(
+        "recent_starts",
+        ARRAY(sa.DateTime(timezone=True)),
+        nullable=False,
+        server_default=sa.text("'{}'"),
+    ),
+    sa.Column("wake_at", sa.DateTime(timezone=True)),
+    _created_at(),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.CheckConstraint("max_concurrent IS NULL OR max_concurrent >= 1", name="max_concurrent"),
+    sa.CheckConstraint(
+        "(rate_count IS NULL) = (rate_period_seconds IS NULL)"
+        " AND (rate_count IS NULL OR rate_count >= 1)"
+        " AND (rate_period_seconds IS NULL OR rate_period_seconds > 0)",
+        name="rate",
     ),
 )
 

@@ -43,7 +43,9 @@ def create(
     run_type: RunType,
     params: Mapping[str, Any] | None,
     idempotency_key: str | None = None,
+    priority: str | None = None,
 ) -> Created:
+    """`priority` overrides the stream's (high, normal or low)."""
     with db.unit_of_work() as conn:
         stream = _stream(conn, workspace_id, stream_id)
         row = store.insert_run(

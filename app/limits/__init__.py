@@ -1,0 +1,1 @@
+"""Flow control: limit keys, the workspace cap, and the gate every gated run's claim passes."""
