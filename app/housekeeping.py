@@ -8,7 +8,11 @@
    again, but only while their queue is empty (runs queued by overlap "queue" that may
    start now, whatever the queue holds). An empty queue with unclaimed runs means
    their messages were lost (Redis restarted, a publish failed); a busy queue means they are
-   merely waiting, and publishing them again would only double the backlog.
+   merely waiting, and publishing them again would only double the backlog. Runs parked by
+   flow control have no message by design and are not re-published.
+3. Release: every limit key (or workspace cap) with runs waiting on it gets a release, in
+   case the wake-up that should have let them go was lost (a worker killed between its
+   run's end and the release, a scheduled release whose message was lost).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 import redis
 
 from app import db, logs, monitoring
+from app.limits import gate
 from app.runs import aftermath, dispatch, store
 from app.settings import get_settings
 
@@ -31,12 +36,22 @@ BATCH = 1000
 class SweepReport:
     rescued: int = 0
     republished: int = 0
+    released: int = 0  # waiting runs let go by a release their wake-up did not bring
 
 
 def sweep() -> SweepReport:
-    report = SweepReport(rescued=rescue(), republished=republish())
-    if report.rescued or report.republished:
-        log.info("sweep: rescued %d run(s), re-published %d", report.rescued, report.republished)
+    report = SweepReport(
+        rescued=rescue(),
+        republished=republish(),
+        released=gate.sweep(get_settings().sweep_seconds),
+    )
+    if report.rescued or report.republished or report.released:
+        log.info(
+            "sweep: rescued %d run(s), re-published %d, released %d",
+            report.rescued,
+            report.republished,
+            report.released,
+        )
     return report
 
 
@@ -57,7 +72,17 @@ def rescue() -> int:
             run.status,
             extra=logs.lifecycle(run.id, run.stream_id, run.run_type, run.attempt, run.status),
         )
-        aftermath.follow_up(run.id, run.status, run.run_type, run.stream_id, run.released)
+        ended = aftermath.Ended(
+            run.id,
+            run.status,
+            run.run_type,
+            run.stream_id,
+            run.priority,
+            run.gated,
+            run.workspace_id,
+            run.limit_keys,
+        )
+        aftermath.follow_up(ended, run.released)
     return len(rescued)
 
 
@@ -70,7 +95,7 @@ def republish() -> int:
     with db.hot_connection() as conn:
         lost = store.take_unclaimed(conn, settings.lease_seconds, BATCH, queued_only)
     sent = dispatch.publish_many(lost)  # in order, stopping at the first it cannot send
-    monitoring.count_republished(lost[:sent])
+    monitoring.count_republished([job.id for job in lost[:sent]])
     return sent
 
 
@@ -78,6 +103,6 @@ def queue_depth(queue: str) -> int:
     """Messages waiting in a queue (Redis keeps each queue as a list under its name)."""
     client = redis.Redis.from_url(get_settings().redis_url, socket_timeout=5)
     try:
-        return int(client.llen(queue))
+        return dispatch.queue_depth(client, queue)
     finally:
         client.close()

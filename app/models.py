@@ -171,7 +171,7 @@ pipeline_executions = sa.Table(
     sa.Column("gated", sa.Boolean, nullable=False, server_default=sa.false()),
     # Why a due run has not started: {"kind": concurrency|rate|workspace|overlap, "key",
     # "until"}; null for a run that may start (or has started, or ended).
-    sa.Column("waiting_for", JSONB),
+    sa.Column("waiting_for", JSONB(none_as_null=True)),
     sa.Column("completed_at", sa.DateTime(timezone=True)),
     sa.Column(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
@@ -235,9 +235,7 @@ pipeline_executions = sa.Table(
         sa.text(PRIORITY_RANK),
         "created_at",
         "id",
-        postgresql_where=sa.text(
-            "status IN ('pending', 'retrying') AND waiting_for IS NOT NULL"
-        ),
+        postgresql_where=sa.text("status IN ('pending', 'retrying') AND waiting_for IS NOT NULL"),
     ),
     # ... and the gated runs that hold a slot (running) or are on their way to one.
     sa.Index(

@@ -23,6 +23,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from app import db, logs, monitoring
 from app.errors import Cancelled, PermanentError
 from app.jsonvalues import storable_json, storable_text
+from app.limits import gate
 from app.pipelines import registry
 from app.pipelines.context import RunContext
 from app.runs import aftermath, dispatch, store
@@ -56,14 +57,20 @@ def retry_policy() -> RetryPolicy:
     return RetryPolicy(settings.retry_base_seconds, settings.retry_max_seconds)
 
 
-def execute(run_id: UUID, worker: str) -> RunStatus | None:
-    """Run one attempt. Returns how it ended, or None when the run was not ours to run."""
+def execute(run_id: UUID, worker: str, gated: bool = False) -> RunStatus | None:
+    """Run one attempt. Returns how it ended, or None when the run was not ours to run.
+
+    `gated`: the publisher knew the run must be claimed through the gate (app/limits), which
+    saves the plain claim's refusal; a run that turns out gated goes there anyway."""
     sent = supervisor_clock()
 
     def claim(conn: store.HotConnection) -> store.ClaimAnswer:
         nonlocal sent
         sent = supervisor_clock()  # the lease counts from here, at the latest
-        return store.claim(conn, run_id, worker)
+        answer = None if gated else store.claim(conn, run_id, worker)
+        if answer is None or answer.gate:
+            answer = _gated_claim(conn, run_id, worker)
+        return answer
 
     answer = _with_database(claim)
     claimed = answer.claimed
@@ -95,6 +102,19 @@ def execute(run_id: UUID, worker: str) -> RunStatus | None:
         return None
     outcome = _unless_lease_lost(context, outcome, ticket.stop_reason)
     return _conclude(claimed, outcome, supervisor_clock() - sent)
+
+
+def _gated_claim(conn: store.HotConnection, run_id: UUID, worker: str) -> store.ClaimAnswer:
+    answer = gate.claim(conn, run_id, worker)
+    if answer.waiting_for is not None:
+        log.info(
+            "run %s waits: %s",
+            run_id,
+            answer.waiting_for,
+            extra={"execution_id": str(run_id), "waiting_for": answer.waiting_for},
+        )
+    claimed = None if answer.row is None else store.Claimed(**answer.row)
+    return store.ClaimAnswer(claimed, answer.wait_seconds)
 
 
 def _not_claimed(run_id: UUID, wait_seconds: float | None) -> None:
@@ -130,14 +150,7 @@ def _conclude(claimed: store.Claimed, outcome: Outcome, duration: float) -> RunS
             extra=_lifecycle(claimed, None, duration),
         )
         return None
-    aftermath.follow_up(
-        claimed.id,
-        finished.status,
-        claimed.run_type,
-        claimed.stream_id,
-        finished.released,
-        outcome.retry_in,
-    )
+    aftermath.follow_up(_ended(claimed, finished.status), finished.released, outcome.retry_in)
     log.info(
         "run %s attempt %s ended %s",
         claimed.id,
@@ -146,6 +159,19 @@ def _conclude(claimed: store.Claimed, outcome: Outcome, duration: float) -> RunS
         extra=_lifecycle(claimed, finished.status, duration),
     )
     return finished.status
+
+
+def _ended(claimed: store.Claimed, status: RunStatus) -> aftermath.Ended:
+    return aftermath.Ended(
+        claimed.id,
+        status,
+        claimed.run_type,
+        claimed.stream_id,
+        claimed.priority,
+        claimed.gated,
+        claimed.workspace_id,
+        claimed.limit_keys,
+    )
 
 
 def _lifecycle(

@@ -15,7 +15,9 @@ from sqlalchemy.engine import Connection, Row
 
 from app import db
 from app.errors import Conflict, InvalidInput, NotFound
+from app.limits import gate
 from app.runs import dispatch, store
+from app.runs.job import Job
 from app.settings import get_settings
 from app.states import CLAIMABLE, RunStatus, RunType
 from app.streams import store as streams_store
@@ -48,21 +50,20 @@ def create(
     """`priority` overrides the stream's (high, normal or low)."""
     with db.unit_of_work() as conn:
         stream = _stream(conn, workspace_id, stream_id)
-        row = store.insert_run(
-            conn,
-            {
-                "workspace_id": workspace_id,
-                "stream_id": stream_id,
-                "run_type": run_type,
-                "pipeline": stream.pipeline,
-                "params": {**stream.params, **(params or {})},
-                "max_attempts": get_settings().max_attempts,
-                "idempotency_key": idempotency_key,
-            },
-        )
+        values = {
+            "workspace_id": workspace_id,
+            "stream_id": stream_id,
+            "run_type": run_type,
+            "pipeline": stream.pipeline,
+            "params": {**stream.params, **(params or {})},
+            "max_attempts": get_settings().max_attempts,
+            "idempotency_key": idempotency_key,
+        }
+        flow = _flow(conn, workspace_id, priority or stream.priority, stream.limit_keys)
+        row = store.insert_run(conn, values | flow)
         if row is None:
             return Created(_replay(conn, workspace_id, stream_id, idempotency_key or ""), False)
-    dispatch.publish(row.id)
+    _start(row)
     return Created(row, True)
 
 
@@ -109,6 +110,7 @@ def cancel(workspace_id: UUID, run_id: UUID) -> Row[Any]:
                 "completed_at": sa.func.now(),
                 "error": "cancelled on request",
                 "error_type": "cancelled",
+                "waiting_for": None,
             },
         ) or store.request_cancel(conn, run_id, workspace_id)
         if row is None:
@@ -117,6 +119,8 @@ def cancel(workspace_id: UUID, run_id: UUID) -> Row[Any]:
         ended = row.status == RunStatus.CANCELLED
         released = store.next_queued(conn, row.stream_id) if ended else []
     dispatch.publish_many(released)
+    if ended and row.gated:  # it may have been let go, on its way to a slot
+        gate.release(row.workspace_id, row.limit_keys)
     return row
 
 
@@ -129,21 +133,42 @@ def retry(workspace_id: UUID, run_id: UUID) -> Row[Any]:
                 f"only failed or cancelled runs can be retried; run is {original.status}"
             )
         run_type = RunType.MANUAL if original.run_type == RunType.SCHEDULED else original.run_type
-        row = store.insert_run(
-            conn,
-            {
-                "workspace_id": workspace_id,
-                "stream_id": original.stream_id,
-                "run_type": run_type,
-                "pipeline": original.pipeline,
-                "params": original.params,
-                "max_attempts": original.max_attempts,
-                "retry_of": original.id,
-            },
-        )
+        values = {
+            "workspace_id": workspace_id,
+            "stream_id": original.stream_id,
+            "run_type": run_type,
+            "pipeline": original.pipeline,
+            "params": original.params,
+            "max_attempts": original.max_attempts,
+            "retry_of": original.id,
+        }
+        flow = _flow(conn, workspace_id, original.priority, original.limit_keys)
+        row = store.insert_run(conn, values | flow)
     assert row is not None
-    dispatch.publish(row.id)
+    _start(row)
     return row
+
+
+def _flow(
+    conn: Connection, workspace_id: UUID, priority: str, limit_keys: Sequence[str]
+) -> dict[str, Any]:
+    """A new run's flow control: its priority and keys, and, if gated, where it waits."""
+    capped = workspace_id in gate.capped_workspaces(conn, [workspace_id])
+    waiting_for = gate.parking(limit_keys, capped)
+    return {
+        "priority": priority,
+        "limit_keys": list(limit_keys),
+        "gated": waiting_for is not None,
+        "waiting_for": waiting_for,
+    }
+
+
+def _start(run: Row[Any]) -> None:
+    """After the commit: publish the run, or (gated) release it if it fits."""
+    if run.gated:
+        gate.release(run.workspace_id, run.limit_keys)
+    else:
+        dispatch.publish(Job(run.id, run.priority))
 
 
 def encode_cursor(row: Row[Any]) -> str:

@@ -9,7 +9,7 @@ run-changing statements in one transaction can deadlock with another such transa
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.engine import Connection, Row
 
 from app.models import pipeline_executions as runs
+from app.runs.job import Job
 from app.runs.outcome import Outcome
 from app.states import CLAIMABLE, LIVE, TERMINAL, TRANSITIONS, RunStatus, sources_of
 
@@ -141,7 +142,7 @@ def _released(run: str) -> str:
                    ORDER BY waiting.created_at, waiting.id LIMIT 1)"""
 
 
-def _queue_clear(run: str) -> str:
+def queue_clear(run: str) -> str:
     """SQL: `run`, if queued by overlap "queue" (after_run set), may start: every older run
     of its stream has ended, whatever its type, and so has the run it was queued behind.
     One pointer alone could go stale (a newer manual run ends first; the run pointed at is
@@ -155,24 +156,35 @@ def _queue_clear(run: str) -> str:
                 OR older.id = {run}.after_run)))"""
 
 
+# A run with no limit keys in a workspace without a cap.
+_UNGATED = """(NOT {run}.gated AND NOT EXISTS (
+    SELECT 1 FROM workspaces capped
+     WHERE capped.id = {run}.workspace_id AND capped.max_concurrent_runs IS NOT NULL))"""
+
 # One round trip, one row: the claimed attempt, or (not claimed) how many seconds of
-# backoff the run has left, so that a message that came early goes back for the rest.
+# backoff the run has left, so that a message that came early goes back for the rest, and
+# whether the run must be claimed through the gate instead (app/limits/gate.py).
 _CLAIM = f"""
 WITH claimed AS (
 UPDATE pipeline_executions
    SET status = 'running', attempt = attempt + 1, worker = %(worker)s,
        started_at = coalesce(started_at, now()), heartbeat_at = now(),
-       next_attempt_at = NULL, updated_at = now()
+       next_attempt_at = NULL, waiting_for = NULL, updated_at = now()
  WHERE id = %(run_id)s AND status IN ({_quoted(CLAIMABLE)}) AND attempt < max_attempts
    AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-   AND {_queue_clear("pipeline_executions")}
+   AND (waiting_for IS NULL OR waiting_for ->> 'kind' = 'overlap')
+   AND {_UNGATED.format(run="pipeline_executions")}
+   AND {queue_clear("pipeline_executions")}
 RETURNING id, pipeline, run_type, attempt, max_attempts, stream_id, params,
-          (SELECT name FROM research_streams s WHERE s.id = stream_id) AS stream_name)
+          (SELECT name FROM research_streams s WHERE s.id = stream_id) AS stream_name,
+          priority)
 SELECT claimed.*,
        (SELECT extract(epoch FROM w.next_attempt_at - now())::float8
           FROM pipeline_executions w
          WHERE w.id = %(run_id)s AND w.status IN ({_quoted(CLAIMABLE)})
-           AND w.next_attempt_at > now()) AS wait_seconds
+           AND w.next_attempt_at > now()) AS wait_seconds,
+       (SELECT NOT {_UNGATED.format(run="w")} FROM pipeline_executions w
+         WHERE w.id = %(run_id)s AND w.status IN ({_quoted(CLAIMABLE)})) AS gate
   FROM (VALUES (1)) AS one LEFT JOIN claimed ON true
 """
 
@@ -224,12 +236,18 @@ class Claimed:
     stream_id: UUID
     params: dict[str, Any]
     stream_name: str | None
+    priority: str = "normal"
+    # Gated runs (claimed through app/limits/gate.py): what to release when the attempt ends.
+    workspace_id: UUID | None = None
+    limit_keys: list[str] = field(default_factory=list)
+    gated: bool = False
 
 
 @dataclass(frozen=True)
 class ClaimAnswer:
     claimed: Claimed | None
     wait_seconds: float | None  # not claimed only because its backoff is not over
+    gate: bool = False  # not claimed because it must go through the gate
 
 
 def claim(conn: HotConnection, run_id: UUID, worker: str) -> ClaimAnswer:
@@ -241,8 +259,8 @@ def claim(conn: HotConnection, run_id: UUID, worker: str) -> ClaimAnswer:
     with conn.cursor(row_factory=dict_row) as cursor:
         row = cursor.execute(_CLAIM, {"run_id": run_id, "worker": worker}).fetchone()
     assert row is not None
-    wait_seconds = row.pop("wait_seconds")
-    return ClaimAnswer(None if row["id"] is None else Claimed(**row), wait_seconds)
+    wait_seconds, gate = row.pop("wait_seconds"), bool(row.pop("gate"))
+    return ClaimAnswer(None if row["id"] is None else Claimed(**row), wait_seconds, gate)
 
 
 @dataclass(frozen=True)
@@ -326,7 +344,8 @@ UPDATE pipeline_executions p
        next_attempt_at = now(), heartbeat_at = NULL, updated_at = now()
   FROM lost
  WHERE p.id = lost.id AND p.status = 'running'
-RETURNING p.id, p.status, p.stream_id, p.run_type, p.attempt, {_released("p")}
+RETURNING p.id, p.status, p.stream_id, p.run_type, p.attempt, {_released("p")},
+          p.priority, p.gated, p.workspace_id, p.limit_keys
 """
 
 
@@ -338,6 +357,10 @@ class Rescued:
     run_type: str
     attempt: int
     released: list[UUID]
+    priority: str
+    gated: bool
+    workspace_id: UUID
+    limit_keys: list[str]
 
 
 def rescue_expired(
@@ -359,22 +382,23 @@ WITH stale AS (
      WHERE status IN ({_quoted(CLAIMABLE)})
        AND updated_at < now() - make_interval(secs => %(lease)s)
        AND coalesce(next_attempt_at, updated_at) < now() - make_interval(secs => %(lease)s)
+       AND (w.waiting_for IS NULL OR w.waiting_for ->> 'kind' = 'overlap')
        AND (NOT %(queued_only)s OR w.after_run IS NOT NULL)
-       AND {_queue_clear("w")}
+       AND {queue_clear("w")}
      ORDER BY created_at
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED)
 UPDATE pipeline_executions p SET updated_at = now()
   FROM stale WHERE p.id = stale.id AND p.status IN ({_quoted(CLAIMABLE)})
-RETURNING p.id
+RETURNING p.id, p.priority, p.gated
 """
 
 
 def take_unclaimed(
     conn: HotConnection, lease_seconds: float, limit: int, queued_only: bool = False
-) -> list[UUID]:
+) -> list[Job]:
     parameters = {"lease": lease_seconds, "limit": limit, "queued_only": queued_only}
-    return [row[0] for row in conn.execute(_UNCLAIMED, parameters).fetchall()]
+    return [Job(*row) for row in conn.execute(_UNCLAIMED, parameters).fetchall()]
 
 
 def next_queued(conn: Connection, stream_id: UUID) -> list[UUID]:

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Row
 
 from app import db
+from app.limits import gate
 from app.runs import dispatch
 from app.runs import store as runs_store
 from app.schedules.config import ScheduleConfig
@@ -42,8 +43,9 @@ def tick(now: datetime | None = None, max_batches: int = 20) -> TickReport:
     now = now or datetime.now(UTC)
     streams = fired = 0
     for _ in range(max_batches):
-        handled, run_ids = _batch(now)
-        fired += dispatch.publish_many(run_ids)
+        handled, created = _batch(now)
+        fired += dispatch.publish_many(run.job for run in created if not _parked(run))
+        fired += _release_parked(created)
         streams += handled
         if handled < BATCH:
             break
@@ -52,7 +54,29 @@ def tick(now: datetime | None = None, max_batches: int = 20) -> TickReport:
     return TickReport(streams, fired, next_due)
 
 
-def _batch(now: datetime) -> tuple[int, list[uuid.UUID]]:
+@dataclass(frozen=True)
+class _Created:
+    job: dispatch.Job
+    workspace_id: uuid.UUID
+    limit_keys: list[str]
+    waiting_for: dict[str, Any] | None
+
+
+def _parked(created: _Created) -> bool:
+    """Gated runs wait for a release; one queued behind its stream (overlap) is published,
+    and its claim decides, as for any queued run."""
+    return created.waiting_for is not None and created.waiting_for["kind"] != "overlap"
+
+
+def _release_parked(created: list[_Created]) -> int:
+    keys: dict[uuid.UUID, set[str]] = {}
+    for run in created:
+        if _parked(run):
+            keys.setdefault(run.workspace_id, set()).update(run.limit_keys)
+    return sum(gate.release(workspace_id, sorted(names)) for workspace_id, names in keys.items())
+
+
+def _batch(now: datetime) -> tuple[int, list[_Created]]:
     grace = timedelta(seconds=get_settings().misfire_grace_seconds)
     with db.unit_of_work() as conn:
         due = streams_store.claim_due(conn, now, BATCH)
@@ -60,14 +84,15 @@ def _batch(now: datetime) -> tuple[int, list[uuid.UUID]]:
             return 0, []
         live = runs_store.live_by_stream(conn, [stream.id for stream in due])
         plans = [(stream, _plan(stream, now, live.get(stream.id), grace)) for stream in due]
-        run_ids = _persist(conn, plans)
+        capped = gate.capped_workspaces(conn, (stream.workspace_id for stream in due))
+        created = _persist(conn, plans, capped)
     log.log(
-        logging.INFO if run_ids else logging.DEBUG,
+        logging.INFO if created else logging.DEBUG,
         "tick: %d due stream(s), %d run(s) created",
         len(due),
-        len(run_ids),
+        len(created),
     )
-    return len(due), run_ids
+    return len(due), created
 
 
 def _plan(
@@ -79,14 +104,16 @@ def _plan(
     return plan(config, stream.next_scheduled_run, now, current, grace)
 
 
-def _persist(conn: Connection, plans: list[tuple[Row[Any], Plan]]) -> list[uuid.UUID]:
+def _persist(
+    conn: Connection, plans: list[tuple[Row[Any], Plan]], capped: set[uuid.UUID]
+) -> list[_Created]:
     max_attempts = get_settings().max_attempts
     runs: list[dict[str, Any]] = []
     ticks: list[dict[str, Any]] = []
     for stream, decided in plans:
         run_id = uuid.uuid4() if decided.fire else None
         if decided.fire:
-            runs.append(_scheduled_run(stream, run_id, decided, max_attempts))
+            runs.append(_scheduled_run(stream, run_id, decided, max_attempts, capped))
         ticks += [
             {
                 "stream_id": stream.id,
@@ -106,12 +133,30 @@ def _persist(conn: Connection, plans: list[tuple[Row[Any], Plan]]) -> list[uuid.
     )
     # Last before the commit: inserting runs takes their workspaces' tally rows (see
     # app/runs/store.py), and claims of those workspaces wait on them until the commit.
-    return runs_store.insert_scheduled(conn, runs)
+    inserted = set(runs_store.insert_scheduled(conn, runs))
+    return [
+        _Created(
+            dispatch.Job(run["id"], run["priority"], run["gated"]),
+            run["workspace_id"],
+            run["limit_keys"],
+            run["waiting_for"],
+        )
+        for run in runs
+        if run["id"] in inserted
+    ]
 
 
 def _scheduled_run(
-    stream: Row[Any], run_id: uuid.UUID | None, decided: Plan, max_attempts: int
+    stream: Row[Any],
+    run_id: uuid.UUID | None,
+    decided: Plan,
+    max_attempts: int,
+    capped: set[uuid.UUID],
 ) -> dict[str, Any]:
+    waiting_for = gate.parking(stream.limit_keys, stream.workspace_id in capped)
+    gated = waiting_for is not None
+    if decided.after_run is not None:
+        waiting_for = {"kind": "overlap", "key": None, "until": None}
     return {
         "id": run_id,
         "workspace_id": stream.workspace_id,
@@ -122,4 +167,8 @@ def _scheduled_run(
         "params": stream.params,
         "max_attempts": max_attempts,
         "after_run": decided.after_run,
+        "priority": stream.priority,
+        "limit_keys": list(stream.limit_keys),
+        "gated": gated,
+        "waiting_for": waiting_for,
     }

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from app import app as celery_app
+from app.runs import dispatch
 from app.settings import get_settings
 from tests.faults.helpers import LEASE_AND_SWEEP, Scenario, count, running_on
 from tests.fixtures.clock import ahead
@@ -39,11 +40,13 @@ def test_redis_restarted_with_its_data_kept(
     queue = get_settings().runs_queue
     broker = aof_redis.client()
     wait_for(lambda: count(run_ids, "running") == 2, 20, "two runs in flight")
-    assert broker.llen(queue) == 4
+    assert dispatch.queue_depth(broker, queue) == 4
 
     started = time.monotonic()
     aof_redis.restart()
-    assert aof_redis.client().llen(queue) == 4, "the restarted Redis lost queued messages"
+    assert dispatch.queue_depth(aof_redis.client(), queue) == 4, (
+        "the restarted Redis lost queued messages"
+    )
     settled = scenario.settle(
         "Redis (AOF) SIGKILLed and restarted: 2 runs in flight, 4 queued",
         run_ids,

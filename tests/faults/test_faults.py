@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from app.runs import dispatch
 from app.settings import get_settings
 from tests.faults.helpers import LEASE_AND_SWEEP, Scenario, count, restart_postgres, rows
+from tests.fixtures.broker import queue_length
 from tests.fixtures.services import wait_for
 
 pytestmark = pytest.mark.slow
@@ -49,7 +50,7 @@ def test_sigkill_worker_with_runs_in_flight(scenario: Scenario) -> None:
 
 def test_flushdb_with_runs_queued(scenario: Scenario) -> None:
     run_ids = scenario.runs("test.work", 20, seconds=0.1)
-    assert scenario.redis.llen(get_settings().runs_queue) == 20
+    assert queue_length(scenario.redis) == 20
 
     started = time.monotonic()
     scenario.redis.flushdb()

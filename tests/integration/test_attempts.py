@@ -22,10 +22,11 @@ from fastapi.testclient import TestClient
 
 from app import db
 from app.models import pipeline_executions
-from app.runs import executor, store
+from app.runs import dispatch, executor, store
 from app.runs.outcome import Outcome
 from app.runs.supervisor import Limits, Supervisor, Ticket, lease_budget
 from app.settings import get_settings
+from tests.fixtures.broker import queued_messages
 from tests.fixtures.queries import set_run as _set
 from tests.fixtures.services import run_row, unpublished_run, wait_for
 
@@ -217,7 +218,7 @@ def test_a_message_that_comes_before_the_backoff_ends_goes_back_for_the_rest(
 
     assert executor.execute(run_id, "w") is None
 
-    [raw] = redis_client.lrange(get_settings().runs_queue, 0, -1)
+    [raw] = queued_messages(redis_client)
     message = json.loads(raw)
     assert message["headers"]["id"] == str(run_id)
     assert message["headers"]["eta"] is not None  # published again with the time left
@@ -248,12 +249,14 @@ def test_a_queued_run_whose_wake_up_was_lost_is_published_behind_a_busy_queue(
     lease = get_settings().lease_seconds
     for run_id in (queued, busy):
         _set(run_id, updated_at=sa.text(f"now() - interval '{lease + 1} seconds'"))
-    redis_client.lpush(get_settings().runs_queue, b"a message ahead of them")
+    redis_client.lpush(
+        dispatch.queue_lists(get_settings().runs_queue)[1], b"a message ahead of them"
+    )
 
     assert housekeeping.republish() == 1
     queued_ids = [
         json.loads(raw)["headers"]["id"]
-        for raw in redis_client.lrange(get_settings().runs_queue, 0, -1)
+        for raw in queued_messages(redis_client)
         if raw.startswith(b"{")
     ]
     assert queued_ids == [str(queued)]

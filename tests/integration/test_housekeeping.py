@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from app import db, housekeeping
 from app.runs import dispatch, store
 from app.settings import get_settings
+from tests.fixtures.broker import empty_queue, queued_messages
 from tests.fixtures.queries import set_run as _set
 from tests.fixtures.services import run_row, unpublished_run
 
@@ -21,10 +22,7 @@ def _ago(seconds: float) -> Any:
 
 
 def _queued(client: redis.Redis, run_id: UUID) -> bool:
-    return any(
-        str(run_id).encode() in message
-        for message in client.lrange(get_settings().runs_queue, 0, -1)
-    )
+    return any(str(run_id).encode() in message for message in queued_messages(client))
 
 
 def test_expired_lease_goes_back_to_retrying_and_is_published(
@@ -83,7 +81,7 @@ def test_unclaimed_runs_are_published_again_only_behind_an_empty_queue(
 
     assert housekeeping.republish() == 0  # a busy queue: the run is only waiting
 
-    redis_client.delete(get_settings().runs_queue)
+    empty_queue(redis_client)
     assert housekeeping.republish() == 1
     assert _queued(redis_client, run_id)
     assert housekeeping.republish() == 0  # tried again only after another lease
