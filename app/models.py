@@ -241,6 +241,7 @@ pipeline_executions = sa.Table(
     sa.Index(
         "ix_pipeline_executions_holding",
         "workspace_id",
+        "status",
         postgresql_where=sa.text(
             "gated AND waiting_for IS NULL AND status IN ('pending', 'running')"
         ),

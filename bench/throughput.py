@@ -4,8 +4,11 @@
 
 Phases, all drained by the same worker process (prefork, -c 2, the project's settings):
   1. Runway: N pending `builtin.noop` runs (rows committed beforehand, messages queued).
-  2. ceiling: N bare Celery no-op tasks.
-  3. floor: N bare Celery tasks that each make as many durable Postgres commits as a run's
+  2. Runway, limited: the same, of a stream naming a limit key whose cap (a million) is never
+     reached: each run is claimed through the gate and its end releases the key. Phases 1
+     and 2 alternate, `--rounds` times each; the medians are compared.
+  3. ceiling: N bare Celery no-op tasks.
+  4. floor: N bare Celery tasks that each make as many durable Postgres commits as a run's
      hot path makes (claim, final write: 2).
 Each phase's messages are queued while the worker is not consuming them; the clock starts
 when the worker is told to consume and stops when the last message has run. Then, on an idle
@@ -38,6 +41,8 @@ import redis  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
 from app import app, db, schema, workspaces  # noqa: E402
+from app.limits import gate  # noqa: E402
+from app.limits import service as limits  # noqa: E402
 from app.models import pipeline_executions  # noqa: E402
 from app.runs import dispatch  # noqa: E402
 from app.settings import get_settings  # noqa: E402
@@ -53,7 +58,10 @@ def prepare_database() -> None:
     schema.migrate(url)
     with db.unit_of_work() as conn:
         conn.execute(
-            sa.text("TRUNCATE pipeline_executions, research_streams, api_keys, workspaces CASCADE")
+            sa.text(
+                "TRUNCATE pipeline_executions, research_streams, api_keys, workspaces, limits"
+                " CASCADE"
+            )
         )
         conn.execute(sa.text("DROP TABLE IF EXISTS bench_rows"))
         conn.execute(sa.text("CREATE TABLE bench_rows (id int PRIMARY KEY, touched int NOT NULL)"))
@@ -96,11 +104,17 @@ def drain(queue: str, done: Callable[[], bool]) -> float:
     return elapsed
 
 
-def make_stream(key: str) -> str:
+def make_stream(key: str, name: str = "bench", limit_keys: tuple[str, ...] = ()) -> str:
     with httpx.Client(base_url="http://127.0.0.1:8765", headers=auth(key)) as client:
-        body = {"name": "bench", "pipeline": "builtin.noop"}
+        body = {"name": name, "pipeline": "builtin.noop"}
         stream_id: str = client.post("/streams", json=body).raise_for_status().json()["id"]
-        return stream_id
+    if limit_keys:  # set in SQL: the bench measures runs, not the streams API
+        with db.unit_of_work() as conn:
+            conn.execute(
+                sa.text("UPDATE research_streams SET limit_keys = :keys WHERE id = :id"),
+                {"keys": list(limit_keys), "id": stream_id},
+            )
+    return stream_id
 
 
 def auth(key: str) -> dict[str, str]:
@@ -113,25 +127,35 @@ def completed_count() -> int:
         return int(conn.execute(statement).scalar_one())
 
 
-def runway_phase(stream_id: str, runs: int, client: redis.Redis) -> float:
+def clear_runs() -> None:
     with db.unit_of_work() as conn:
-        ids = (
-            conn.execute(
-                sa.text(
-                    "INSERT INTO pipeline_executions"
-                    " (workspace_id, stream_id, run_type, pipeline, max_attempts)"
-                    " SELECT workspace_id, id, 'manual', pipeline, 3"
-                    " FROM research_streams, generate_series(1, :n)"
-                    " WHERE id = :stream RETURNING id"
-                ),
-                {"n": runs, "stream": stream_id},
-            )
-            .scalars()
-            .all()
-        )
-    assert dispatch.publish_many(ids) == runs
+        conn.execute(sa.text("DELETE FROM pipeline_executions"))
+
+
+def runway_phase(stream_id: str, runs: int, client: redis.Redis) -> float:
+    """Runs created as the API creates them: ungated ones published, gated ones parked and
+    let go by one release (the key's cap is never reached)."""
+    with db.unit_of_work() as conn:
+        rows = conn.execute(
+            sa.text(
+                "INSERT INTO pipeline_executions (workspace_id, stream_id, run_type, pipeline,"
+                "  max_attempts, limit_keys, gated, waiting_for)"
+                " SELECT workspace_id, id, 'manual', pipeline, 3, limit_keys,"
+                "  cardinality(limit_keys) > 0,"
+                "  CASE WHEN cardinality(limit_keys) > 0 THEN jsonb_build_object("
+                "    'kind', 'concurrency', 'key', limit_keys[1], 'until', NULL) END"
+                " FROM research_streams, generate_series(1, :n)"
+                " WHERE id = :stream RETURNING id, workspace_id, limit_keys"
+            ),
+            {"n": runs, "stream": stream_id},
+        ).all()
+    if rows[0].limit_keys:
+        assert gate.release(rows[0].workspace_id, rows[0].limit_keys) == runs
+    else:
+        assert dispatch.publish_many(row.id for row in rows) == runs
     client.delete(DONE_KEY)
-    app.signature("bench.mark").apply_async(queue=get_settings().runs_queue)
+    # The lowest priority step: the mark runs after every run (normal runs go to step 3).
+    app.signature("bench.mark").apply_async(queue=get_settings().runs_queue, priority=9)
     elapsed = drain(get_settings().runs_queue, lambda: client.exists(DONE_KEY) == 1)
     wait(lambda: completed_count() == runs, 30, "every run to complete")
     return elapsed
@@ -186,13 +210,15 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=int, default=5000)
     parser.add_argument("--latency-samples", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3, help="of the unlimited/limited pair")
     args = parser.parse_args()
 
     prepare_database()
     client = redis.Redis.from_url(get_settings().redis_url)
     for queue in (get_settings().runs_queue, BARE_QUEUE, IDLE_QUEUE):
-        client.delete(queue)
+        client.delete(*dispatch.queue_lists(queue))
     key = workspaces.create_key("bench")[1]
+    workspace_id = workspaces.lookup("bench")
     venv = os.path.dirname(sys.executable)
     worker = [
         f"{venv}/celery",
@@ -219,7 +245,14 @@ def main() -> None:
         wait(worker_ready, 60, "the worker")
         wait(_health_ok, 60, "the API")
         stream_id = make_stream(key)
-        runway = args.runs / runway_phase(stream_id, args.runs, client)
+        limited_stream = make_stream(key, "bench-limited", ("bench",))
+        limits.put(workspace_id, "bench", 1_000_000, None)
+        unlimited_rates, limited_rates = [], []
+        for _ in range(args.rounds):
+            for stream, rates in ((stream_id, unlimited_rates), (limited_stream, limited_rates)):
+                rates.append(args.runs / runway_phase(stream, args.runs, client))
+                clear_runs()
+        runway, limited = statistics.median(unlimited_rates), statistics.median(limited_rates)
         ceiling = args.runs / bare_phase(args.runs, lambda i: app.signature("bench.noop"), client)
         floor = args.runs / bare_phase(
             args.runs,
@@ -232,7 +265,9 @@ def main() -> None:
     print(
         f"runs per phase: {args.runs}; worker: prefork -c 2; hot-path commits: {HOT_PATH_COMMITS}"
     )
-    print(f"Runway (builtin.noop runs)     {runway:8.0f} runs/s")
+    print(f"Runway (builtin.noop runs)     {runway:8.0f} runs/s  (median of {args.rounds})")
+    print(f"Runway, limit key never full   {limited:8.0f} runs/s  (median of {args.rounds})")
+    print(f"  limited / unlimited  {limited / runway:.2f}")
     print(f"bare Celery no-op (ceiling)    {ceiling:8.0f} tasks/s")
     print(f"bare Celery + {HOT_PATH_COMMITS} commits (floor) {floor:8.0f} tasks/s")
     print(f"Runway / floor  {runway / floor:.2f}")

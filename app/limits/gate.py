@@ -63,8 +63,7 @@ def claim(conn: HotConnection, run_id: UUID, worker: str) -> GatedClaim:
     parameters = {"run_id": run_id, "worker": worker}
     with conn.cursor(row_factory=dict_row) as cursor:
         with conn.pipeline(), conn.transaction():
-            cursor.execute(sql.LOCK_WORKSPACE_OF_RUN, parameters)
-            cursor.execute(sql.LOCK_KEYS_OF_RUN, parameters)
+            cursor.execute(sql.LOCK_OF_RUN, parameters)
             cursor.execute(_CLAIM, parameters)
         row = cursor.fetchone()
     assert row is not None
@@ -73,7 +72,33 @@ def claim(conn: HotConnection, run_id: UUID, worker: str) -> GatedClaim:
     del row["rate_starts"]
     if opens_in is not None and waiting_for is not None:
         _schedule_wakes(conn, parked_in, [(waiting_for["key"], opens_in)])
+    elif waiting_for is not None:
+        _recheck(conn, parked_in, run_id)
     return GatedClaim(None if row["id"] is None else row, waiting_for, wait_seconds)
+
+
+def _recheck(conn: HotConnection, workspace_id: UUID, run_id: UUID) -> None:
+    """After parking: a run that held the slot may have ended between this claim's count
+    and its commit, and looked for waiting runs before this one was visible. Look again,
+    now that it is: whichever of the two looks last sees the other (see after_end)."""
+    keys = conn.execute(
+        "SELECT limit_keys FROM pipeline_executions WHERE id = %s", (run_id,)
+    ).fetchone()
+    if keys is not None:
+        released, wakes = _release(conn, workspace_id, keys[0])
+        _schedule_wakes(conn, workspace_id, wakes)
+        dispatch.publish_many(released)
+
+
+def after_end(workspace_id: UUID, keys: Sequence[str]) -> int:
+    """A gated run stopped running: release what waits on its keys and workspace, if
+    anything does. The look is a plain read, without the locks: a run that parks after it
+    looks up its own release once its parking is committed (_recheck), so of the ending
+    run and the parking one, the one that looks last sees the other's change."""
+    parameters = {"workspace_id": workspace_id, "keys": sorted(set(keys))}
+    with db.hot_connection() as conn:
+        present = conn.execute(sql.WAITING, parameters).fetchone()
+    return release(workspace_id, keys) if present and present[0] else 0
 
 
 def release(workspace_id: UUID, keys: Sequence[str]) -> int:
@@ -82,8 +107,9 @@ def release(workspace_id: UUID, keys: Sequence[str]) -> int:
     with db.hot_connection() as conn:
         released, wakes = _release(conn, workspace_id, keys)
         _schedule_wakes(conn, workspace_id, wakes)
-    if released:
-        log.debug("released %d run(s) of workspace %s", len(released), workspace_id)
+    if not released:
+        return 0
+    log.debug("released %d run(s) of workspace %s", len(released), workspace_id)
     return dispatch.publish_many(released)
 
 
@@ -93,8 +119,7 @@ def _release(
     parameters = {"workspace_id": workspace_id, "keys": sorted(set(keys))}
     with conn.cursor() as cursor:
         with conn.pipeline(), conn.transaction():
-            cursor.execute(sql.LOCK_WORKSPACE, parameters)
-            cursor.execute(sql.LOCK_KEYS, parameters)
+            cursor.execute(sql.LOCK, parameters)
             cursor.execute(sql.RELEASE, parameters)
         rows = cursor.fetchall()
     released = [dispatch.Job(run_id, priority, True) for run_id, priority, _, _ in rows if run_id]

@@ -18,35 +18,36 @@ RANK = PRIORITY_RANK.replace("priority", "p.priority")
 BIG = 2_147_483_647  # "no cap"
 RELABEL = 100  # how many of the runs still waiting on a key a release tells why
 
-# Lock order: the workspace row (only when it has a cap), then the keys' rows by key.
-LOCK_WORKSPACE = """
+# The locks: one transaction-scoped advisory lock per key of the workspace, and one for the
+# workspace itself when it has a cap (the key '' is not a valid key), taken in one order
+# (by lock id) so that two gate steps never wait on each other in a cycle. Advisory locks
+# write nothing: a release with nothing to release commits as a read-only transaction.
+_CAPPED = """(SELECT ARRAY['']::text[] FROM workspaces w
+               WHERE w.id = {workspace} AND w.max_concurrent_runs IS NOT NULL)"""
+_LOCK = """
 SELECT count(*) FROM (
-  SELECT 1 FROM workspaces w
-   WHERE w.id = %(workspace_id)s AND w.max_concurrent_runs IS NOT NULL
-     FOR NO KEY UPDATE) AS locked
+  SELECT pg_advisory_xact_lock(ids.id)
+    FROM (SELECT DISTINCT hashtextextended({workspace}::text || '/' || k.key, 0) AS id
+            FROM {source}
+           CROSS JOIN LATERAL unnest({keys} || coalesce({capped}, '{{}}'::text[])) AS k(key)
+           {where}) AS ids
+   ORDER BY ids.id) AS locked
 """
-LOCK_KEYS = """
-SELECT count(*) FROM (
-  SELECT 1 FROM limits l
-   WHERE l.workspace_id = %(workspace_id)s AND l.key = ANY(%(keys)s::text[])
-   ORDER BY l.key
-     FOR NO KEY UPDATE) AS locked
-"""
-# The same, for a run's own workspace and keys (its claim knows only its id).
-LOCK_WORKSPACE_OF_RUN = """
-SELECT count(*) FROM (
-  SELECT 1 FROM workspaces w JOIN pipeline_executions r ON r.workspace_id = w.id
-   WHERE r.id = %(run_id)s AND w.max_concurrent_runs IS NOT NULL
-     FOR NO KEY UPDATE OF w) AS locked
-"""
-LOCK_KEYS_OF_RUN = """
-SELECT count(*) FROM (
-  SELECT 1 FROM limits l
-    JOIN pipeline_executions r ON l.workspace_id = r.workspace_id AND l.key = ANY(r.limit_keys)
-   WHERE r.id = %(run_id)s
-   ORDER BY l.key
-     FOR NO KEY UPDATE OF l) AS locked
-"""
+LOCK = _LOCK.format(
+    workspace="%(workspace_id)s::uuid",
+    source="(VALUES (1)) AS one",
+    keys="%(keys)s::text[]",
+    capped=_CAPPED.format(workspace="%(workspace_id)s::uuid"),
+    where="",
+)
+# The same for a run's own workspace and keys (its claim knows only its id).
+LOCK_OF_RUN = _LOCK.format(
+    workspace="r.workspace_id",
+    source="pipeline_executions r",
+    keys="r.limit_keys",
+    capped=_CAPPED.format(workspace="r.workspace_id"),
+    where="WHERE r.id = %(run_id)s",
+)
 
 # Why a run may not start now, if it may not: its workspace's cap, then its keys in order
 # (concurrency before rate). `{run}` is a relation with workspace_id and limit_keys.
@@ -134,7 +135,22 @@ SELECT claimed.*,
 # back to be published. Free room counts the runs on their way to a slot (released, not
 # yet claimed) as taken. A rate key out of permits, with runs still parked on it, answers
 # when its next permit frees (`opens_in`): the caller schedules a release for then.
+_WAITING = """
+  SELECT EXISTS (SELECT 1 FROM pipeline_executions p
+                  WHERE p.workspace_id = %(workspace_id)s
+                    AND p.status IN ('pending', 'retrying') AND p.waiting_for IS NOT NULL
+                    AND (p.waiting_for ->> 'key') = ANY(%(keys)s::text[]))
+      OR EXISTS (SELECT 1 FROM pipeline_executions p
+                  WHERE p.workspace_id = %(workspace_id)s
+                    AND p.status IN ('pending', 'retrying') AND p.waiting_for IS NOT NULL
+                    AND (p.waiting_for ->> 'key') IS NULL
+                    AND p.waiting_for ->> 'kind' = 'workspace') AS present"""
+# Whether any run waits on these keys or on the workspace's cap: after a gated run ends, a
+# release follows only if so (see gate.after_end for why that loses no wake-up).
+WAITING = _WAITING
+
 _ROOM = f"""
+waiting AS ({_WAITING}),
 ws_free AS (
   SELECT coalesce((
     SELECT w.max_concurrent_runs - (
@@ -170,7 +186,8 @@ room AS (
          SELECT coalesce(l.max_concurrent - h.holding, {BIG}) AS free) AS slots
    CROSS JOIN LATERAL (
          SELECT coalesce(l.rate_count - h.admitted - s.recent, {BIG}) AS free,
-                coalesce(s.opens, clock_timestamp() + {_WINDOW}) AS opens) AS permits)"""
+                coalesce(s.opens, clock_timestamp() + {_WINDOW}) AS opens) AS permits
+   WHERE (SELECT present FROM waiting))"""
 
 _PARKED = f"""
           SELECT p.id FROM pipeline_executions p
@@ -188,7 +205,8 @@ chosen AS (
   UNION
   SELECT c.id FROM ws_free
    CROSS JOIN LATERAL ({_PARKED.format(which="(p.waiting_for ->> 'key') IS NULL")}
-           LIMIT greatest(ws_free.free, 0)) AS c),
+           LIMIT greatest(ws_free.free, 0)) AS c
+   WHERE (SELECT present FROM waiting)),
 released AS (
   UPDATE pipeline_executions p SET waiting_for = NULL
     FROM chosen c

@@ -29,7 +29,7 @@ class Ended:
 
 def follow_up(run: Ended, released: Sequence[UUID], retry_in: float | None = None) -> None:
     if run.gated and run.workspace_id is not None:
-        gate.release(run.workspace_id, run.limit_keys)
+        gate.after_end(run.workspace_id, run.limit_keys)
     if run.status is RunStatus.RETRYING:
         dispatch.publish(dispatch.Job(run.id, run.priority, run.gated), countdown=retry_in)
     if released:

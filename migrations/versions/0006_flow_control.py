@@ -6,6 +6,9 @@ caps and the start times its rate counts. Two partial indexes serve the gate: th
 runs of a key in the order they start, and the gated runs that hold (or are about to take)
 a slot. Ungated runs enter neither, so they pay nothing for them.
 
+The tally trigger on updates now returns at once when the statement changed no run's status
+(heartbeats, progress, a run parked or released): it used to add up an empty change set.
+
 Revision ID: 0006
 Revises: 0005
 Create Date: 2026-11-25 09:00:00.000000
@@ -13,7 +16,10 @@ Create Date: 2026-11-25 09:00:00.000000
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
 
 import sqlalchemy as sa
 from alembic import op
@@ -26,6 +32,28 @@ depends_on: str | Sequence[str] | None = None
 
 _PRIORITY = "priority IN ('high', 'normal', 'low')"
 _RANK = "(CASE priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END)"
+_STATUS_CHANGED = """EXISTS (SELECT 1 FROM old_rows o JOIN new_rows n ON n.id = o.id
+                              WHERE o.status IS DISTINCT FROM n.status)"""
+
+
+def _tallies() -> ModuleType:
+    """Revision 0005, whose statements the update trigger keeps."""
+    path = Path(__file__).with_name("0005_run_tallies.py")
+    spec = importlib.util.spec_from_file_location("runway_migration_0005", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _update_trigger(only_status_changes: bool) -> None:
+    tallies = _tallies()
+    guard = f"IF NOT {_STATUS_CHANGED} THEN RETURN NULL; END IF;" if only_status_changes else ""
+    op.execute(f"""
+        CREATE OR REPLACE FUNCTION run_tallies_update() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN {guard} {tallies._tally(tallies._CHANGES["update"])};
+          RETURN NULL;
+        END $$""")
 
 
 def _flow_columns(table: str) -> None:
@@ -38,6 +66,7 @@ def _flow_columns(table: str) -> None:
 
 
 def upgrade() -> None:
+    _update_trigger(only_status_changes=True)
     _flow_columns("research_streams")
     op.create_check_constraint(
         op.f("ck_research_streams_limit_keys"), "research_streams", "cardinality(limit_keys) <= 8"
@@ -93,7 +122,7 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_pipeline_executions_holding"),
         "pipeline_executions",
-        ["workspace_id"],
+        ["workspace_id", "status"],
         postgresql_where=sa.text(
             "gated AND waiting_for IS NULL AND status IN ('pending', 'running')"
         ),
@@ -101,6 +130,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    _update_trigger(only_status_changes=False)
     op.drop_index(op.f("ix_pipeline_executions_holding"), "pipeline_executions")
     op.drop_index(op.f("ix_pipeline_executions_waiting"), "pipeline_executions")
     op.drop_table("limits")
