@@ -12,6 +12,7 @@ from sqlalchemy.engine import Row
 
 from app import db
 from app.errors import InvalidInput, NotFound
+from app.limits import gate
 from app.workspaces import store
 
 
@@ -77,7 +78,8 @@ def list_workspaces() -> Sequence[Row[Any]]:
 
 
 def set_max_concurrent(workspace: str, value: int | None) -> Row[Any]:
-    """Cap how many of the workspace's runs may run at once; None removes the cap."""
+    """Cap how many of the workspace's runs may run at once; None removes the cap. Runs
+    waiting on the old cap that the new one lets start are released at once."""
     if value is not None and not 1 <= value <= MAX_CONCURRENT:
         raise InvalidInput(
             "max_concurrent", f"must be from 1 to {MAX_CONCURRENT}, or none for no cap"
@@ -86,6 +88,7 @@ def set_max_concurrent(workspace: str, value: int | None) -> Row[Any]:
         row = store.set_max_concurrent(conn, workspace, value)
     if row is None:
         raise NotFound("workspace", workspace)
+    gate.release(row.id, [])
     return row
 
 
