@@ -18,7 +18,9 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy.engine import Row
 
+from api.flow import LimitKeys, Priority, WaitingFor
 from app.jsonvalues import Integer, storable_json
+from app.models import MAX_LIMIT_KEYS
 from app.runs.service import CURSOR_PATTERN
 from app.schedules.config import ScheduleConfig
 from app.streams.service import Stream
@@ -42,6 +44,14 @@ def _one_trigger(patch: dict[str, Any]) -> dict[str, Any]:
 def _no_default(schema: dict[str, Any]) -> None:
     """For a field that may be left out but not sent as null: no `default: null` either."""
     schema.pop("default", None)
+
+
+def _not_nullable(schema: dict[str, Any]) -> None:
+    """For an `X | None` field that may be left out but not sent as null: the schema of X."""
+    _no_default(schema)
+    branches = schema.pop("anyOf")
+    value = next(branch for branch in branches if branch != {"type": "null"})
+    schema.update({**value, **schema})
 
 
 # Request bodies: JSON objects and text that Postgres can store and the API can serve back
@@ -75,6 +85,8 @@ class StreamCreate(BaseModel):
     schedule_config: ScheduleConfig | None = Field(
         None, description="When the stream runs by itself; null: only on demand."
     )
+    priority: Priority = "normal"
+    limit_keys: LimitKeys = Field(default_factory=list)
 
 
 class StreamUpdate(BaseModel):
@@ -94,8 +106,16 @@ class StreamUpdate(BaseModel):
         "`interval_seconds` and the other way round. A stream without a schedule needs a "
         "whole one (`cron` or `interval_seconds`).",
     )
+    # `X | None` (not SkipJsonSchema, a union that would name its branches in a 422's `loc`),
+    # null refused by `_not_null` and left out of the schema by `_not_nullable`.
+    priority: Priority | None = Field(None, json_schema_extra=_not_nullable)
+    limit_keys: LimitKeys | None = Field(
+        None,
+        description=f"Replaces the stream's limit keys: at most {MAX_LIMIT_KEYS}, each once.",
+        json_schema_extra=_not_nullable,
+    )
 
-    @field_validator("name", "pipeline", "params", mode="before")
+    @field_validator("name", "pipeline", "params", "priority", "limit_keys", mode="before")
     @classmethod
     def _not_null(cls, value: Any) -> Any:
         if value is None:
@@ -112,6 +132,8 @@ class StreamOut(BaseModel):
     next_scheduled_run: datetime | None
     last_scheduled_run: datetime | None
     paused_reason: str | None
+    priority: Priority
+    limit_keys: list[str]
     created_at: datetime
     updated_at: datetime
     upcoming: list[datetime] = Field(description="The next five fire times, UTC.")
@@ -137,6 +159,9 @@ class RunCreate(BaseModel):
     stream_id: UUID
     run_type: Literal["manual", "test"] = "manual"
     params: Params | None = Field(None, description="Overlaid on the stream's params.")
+    priority: Priority | None = Field(
+        None, description="This run's priority; null or left out: the stream's."
+    )
 
 
 RunStatusName = Literal["pending", "running", "retrying", "completed", "failed", "cancelled"]
@@ -160,6 +185,11 @@ class RunOut(BaseModel):
     started_at: datetime | None = Field(description="When the first attempt started.")
     completed_at: datetime | None
     retry_of: UUID | None
+    priority: Priority
+    limit_keys: list[str]
+    waiting_for: WaitingFor | None = Field(
+        description="Null, or why this due run has not started: it waits, `pending`."
+    )
 
     @classmethod
     def of(cls, row: Row[Any]) -> RunOut:
@@ -180,13 +210,23 @@ class Health(BaseModel):
 
 
 class StatusOut(BaseModel):
-    pending_count: int
+    pending_count: int = Field(
+        description="Pending runs that may start (waiting for a worker); those held back by "
+        "flow control are in `waiting_count` instead."
+    )
+    waiting_count: int = Field(
+        description="Pending and retrying runs held back by flow control (`waiting_for` set: "
+        "a limit key, the workspace's cap, or an earlier run of the stream)."
+    )
     running_count: int
-    retrying_count: int
+    retrying_count: int = Field(
+        description="Runs waiting out their backoff before another attempt; those held back "
+        "by flow control are in `waiting_count` instead."
+    )
     completed_count: int
     failed_count: int
     cancelled_count: int
-    total_count: int
+    total_count: int = Field(description="Every run stored, whatever its status.")
     is_processing: bool = Field(description="Runs are waiting, running or retrying.")
     recent_failures: list[RunOut] = Field(description="The ten latest failed runs.")
 

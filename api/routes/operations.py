@@ -15,10 +15,14 @@ router = APIRouter(tags=["operations"], responses=AUTHORIZED)
 
 @router.get("/status")
 def get_status(workspace: WorkspaceDep) -> StatusOut:
+    """The workspace's runs by status. Runs that flow control holds back are counted once,
+    in `waiting_count`, not in `pending_count` or `retrying_count`."""
     found = monitoring.status(workspace)
     counts = found.counts
+    shown = {state: number - found.waiting.get(state, 0) for state, number in counts.items()}
     return StatusOut(
-        **{f"{state}_count": number for state, number in counts.items()},
+        **{f"{state}_count": number for state, number in shown.items()},
+        waiting_count=sum(found.waiting.values()),
         total_count=sum(counts.values()),
         is_processing=counts["pending"] + counts["running"] + counts["retrying"] > 0,
         recent_failures=[RunOut.of(row) for row in found.recent_failures],

@@ -42,7 +42,14 @@ IdempotencyKey = Annotated[
 def create_run(
     body: RunCreate, workspace: WorkspaceDep, response: Response, key: IdempotencyKey = None
 ) -> RunOut:
-    made = service.create(workspace, body.stream_id, RunType(body.run_type), body.params, key)
+    made = service.create(
+        workspace,
+        body.stream_id,
+        RunType(body.run_type),
+        body.params,
+        key,
+        priority=body.priority,
+    )
     if not made.created:
         response.status_code = status.HTTP_200_OK
     return RunOut.of(made.run)

@@ -8,7 +8,7 @@ import argparse
 from collections.abc import Sequence
 
 from app import demo, schema
-from app.cli import keys, output, runs, streams, workspaces
+from app.cli import keys, limits, output, runs, streams, workspaces
 from app.cli.arguments import Parser, UsageError
 from app.settings import get_settings
 
@@ -40,7 +40,7 @@ def build_parser() -> Parser:
         "demo", help="ensure the demo workspace, key and stream; print the key"
     )
     show_demo.set_defaults(action=_demo, where=show_demo.prog)
-    for module in (keys, workspaces, streams, runs):
+    for module in (keys, workspaces, streams, runs, limits):
         module.register(commands)
     return parser
 

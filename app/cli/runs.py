@@ -36,6 +36,9 @@ FIELDS = (
     "started_at",
     "completed_at",
     "retry_of",
+    "priority",
+    "limit_keys",
+    "waiting_for",
 )
 
 

@@ -23,6 +23,8 @@ FIELDS = (
     "next_scheduled_run",
     "last_scheduled_run",
     "paused_reason",
+    "priority",
+    "limit_keys",
     "created_at",
     "updated_at",
 )

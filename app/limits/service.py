@@ -3,6 +3,7 @@ call; runs that a change lets start are published after the commit."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from uuid import UUID
@@ -37,9 +38,26 @@ def check_key(key: str, field: str = "key", location: str = "path") -> None:
         raise InvalidInput(field, f"a limit key matches {KEY_PATTERN}", location)
 
 
+def check_caps(max_concurrent: int | None, rate: Rate | None) -> None:
+    """Caps within bounds: 1 to MAX_CONCURRENT runs; 1 to MAX_RATE_COUNT starts per period,
+    a period more than 0 and at most MAX_RATE_PERIOD_SECONDS."""
+    if max_concurrent is not None and not 1 <= max_concurrent <= MAX_CONCURRENT:
+        raise InvalidInput("max_concurrent", f"must be from 1 to {MAX_CONCURRENT}, or null")
+    if rate is None:
+        return
+    if not 1 <= rate.count <= MAX_RATE_COUNT:
+        raise InvalidInput("rate.count", f"must be from 1 to {MAX_RATE_COUNT}")
+    period = rate.period_seconds
+    if not (math.isfinite(period) and 0 < period <= MAX_RATE_PERIOD_SECONDS):
+        raise InvalidInput(
+            "rate.period_seconds", f"must be more than 0 and at most {MAX_RATE_PERIOD_SECONDS}"
+        )
+
+
 def put(workspace_id: UUID, key: str, max_concurrent: int | None, rate: Rate | None) -> Limit:
     """Create or replace a key's limit; runs waiting on it that may now start are released."""
     check_key(key)
+    check_caps(max_concurrent, rate)
     with db.unit_of_work() as conn:
         store.upsert(conn, workspace_id, key, max_concurrent, rate)
     gate.release(workspace_id, [key])

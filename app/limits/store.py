@@ -16,7 +16,12 @@ from app.models import limits
 if TYPE_CHECKING:
     from app.limits.service import Rate
 
-_COLUMNS = (limits.c.key, limits.c.max_concurrent, limits.c.rate_count, limits.c.rate_period_seconds)
+_COLUMNS = (
+    limits.c.key,
+    limits.c.max_concurrent,
+    limits.c.rate_count,
+    limits.c.rate_period_seconds,
+)
 
 
 class LimitRow(Protocol):
@@ -38,8 +43,9 @@ def upsert(
     }
     statement = insert(limits).values(workspace_id=workspace_id, key=key, **values)
     kept_starts = (
-        sa.text("limits.recent_starts[greatest(1, cardinality(limits.recent_starts) - :n + 1):]")
-        .bindparams(n=rate.count)
+        sa.text(
+            "limits.recent_starts[greatest(1, cardinality(limits.recent_starts) - :n + 1):]"
+        ).bindparams(n=rate.count)
         if rate is not None
         else sa.text("'{}'::timestamptz[]")
     )
@@ -54,7 +60,7 @@ def get(conn: Connection, workspace_id: UUID, key: str) -> LimitRow | None:
     statement = sa.select(*_COLUMNS).where(
         limits.c.workspace_id == workspace_id, limits.c.key == key
     )
-    row: LimitRow | None = conn.execute(statement).first()  # type: ignore[assignment]
+    row: LimitRow | None = conn.execute(statement).first()
     return row
 
 
@@ -62,7 +68,7 @@ def list_for(conn: Connection, workspace_id: UUID) -> Sequence[LimitRow]:
     statement = (
         sa.select(*_COLUMNS).where(limits.c.workspace_id == workspace_id).order_by(limits.c.key)
     )
-    rows: Sequence[LimitRow] = conn.execute(statement).all()  # type: ignore[assignment]
+    rows: Sequence[LimitRow] = conn.execute(statement).all()
     return rows
 
 

@@ -27,8 +27,8 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError
 
 from app import db
-from app.monitoring import tallies
-from app.runs import store
+from app.monitoring import flow, tallies
+from app.runs import dispatch, store
 from app.settings import get_settings
 from app.states import TERMINAL, RunStatus
 
@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 class Status:
     counts: dict[str, int]  # every status, zero included
     recent_failures: Sequence[Row[Any]]  # newest first
+    waiting: dict[str, int]  # of `counts`' pending and retrying runs, those that wait
 
 
 def status(workspace_id: UUID) -> Status:
@@ -73,8 +74,13 @@ def status(workspace_id: UUID) -> Status:
     with db.unit_of_work() as conn:
         found = tallies.sums(conn, workspace_id)
         failures = store.recent_failures(conn, workspace_id, RECENT_FAILURES)
+        waiting = flow.waiting_by_status(conn, workspace_id)
     counts = {state.value: round(found.get(f"runs:{state.value}", 0)) for state in RunStatus}
-    return Status(counts, failures)
+    held = {
+        state.value: waiting.get(state.value, 0)
+        for state in (RunStatus.PENDING, RunStatus.RETRYING)
+    }
+    return Status(counts, failures, held)
 
 
 def count_republished(run_ids: Sequence[UUID]) -> None:
@@ -98,6 +104,7 @@ class WorkspaceMetrics(Collector):
     def collect(self) -> Iterator[Metric]:
         with db.unit_of_work() as conn:
             found = tallies.sums(conn, self.workspace_id)
+            keys = flow.key_use(conn, self.workspace_id)
         runs = GaugeMetricFamily("runway_runs", "Runs stored, by status.", labels=["status"])
         for state in RunStatus:
             runs.add_metric([state.value], found.get(f"runs:{state.value}", 0))
@@ -108,6 +115,7 @@ class WorkspaceMetrics(Collector):
         for name, documentation in COUNTERS:
             yield CounterMetricFamily(f"runway_{name}", documentation, found.get(name, 0))
         yield _ended(found)
+        yield from _limit_keys(keys)
 
 
 def _ended(found: Mapping[str, float]) -> Metric:
@@ -120,6 +128,21 @@ def _ended(found: Mapping[str, float]) -> Metric:
     return ended
 
 
+def _limit_keys(keys: Sequence[flow.KeyUse]) -> Iterator[Metric]:
+    """Per limit key that has a limit: its runs running now, and those waiting to start."""
+    running = GaugeMetricFamily(
+        "runway_limit_running", "Runs naming the limit key that are running.", labels=["key"]
+    )
+    waiting = GaugeMetricFamily(
+        "runway_limit_waiting", "Runs naming the limit key that wait to start.", labels=["key"]
+    )
+    for use in keys:
+        running.add_metric([use.key], use.running)
+        waiting.add_metric([use.key], use.waiting)
+    yield running
+    yield waiting
+
+
 def _queue_depth() -> Metric:
     """Messages waiting in the runs queue; no sample when Redis does not answer."""
     queue = GaugeMetricFamily(
@@ -128,8 +151,8 @@ def _queue_depth() -> Metric:
     settings = get_settings()
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=QUEUE_DEPTH_TIMEOUT)
     try:
-        # Redis keeps each queue as a list under its name.
-        queue.add_metric([settings.runs_queue], int(client.llen(settings.runs_queue)))
+        # Redis keeps each queue as one list per priority step.
+        queue.add_metric([settings.runs_queue], dispatch.queue_depth(client, settings.runs_queue))
     except redis.RedisError as error:
         log.warning("queue depth unknown: %s", error)
     finally:

@@ -11,7 +11,9 @@ from uuid import UUID
 from sqlalchemy.engine import Connection, Row
 
 from app import db
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, InvalidInput, NotFound
+from app.limits.service import check_key
+from app.models import MAX_LIMIT_KEYS, PRIORITIES
 from app.pipelines import registry
 from app.schedules import config as schedules
 from app.streams import store
@@ -28,7 +30,9 @@ class Stream:
 
 
 def create(workspace_id: UUID, fields: Mapping[str, Any]) -> Stream:
+    """A new stream; `priority` (default normal) and `limit_keys` (default none) included."""
     registry.require(fields["pipeline"])
+    check_flow(fields)
     values = {"workspace_id": workspace_id, **fields, **_schedule(fields.get("schedule_config"))}
     with db.unit_of_work() as conn:
         return _with_upcoming(store.insert(conn, values))
@@ -39,6 +43,7 @@ def update(workspace_id: UUID, stream_id: UUID, changes: Mapping[str, Any]) -> S
     a change of its timing takes effect at once (see `_reschedule`)."""
     if "pipeline" in changes:
         registry.require(changes["pipeline"])
+    check_flow(changes)
     with db.unit_of_work() as conn:
         current = _get(conn, workspace_id, stream_id, for_update=True)
         values = dict(changes)
@@ -86,6 +91,22 @@ def set_enabled(stream_id: UUID, enabled: bool) -> Stream:
         if _get(conn, workspace_id, stream_id).schedule_config is None:
             raise Conflict(f"stream {stream_id} has no schedule to pause or resume")
     return update(workspace_id, stream_id, {"schedule_config": {"enabled": enabled}})
+
+
+def check_flow(fields: Mapping[str, Any]) -> None:
+    """A stream's `priority` and `limit_keys`, where given: a known priority, and at most
+    MAX_LIMIT_KEYS well-formed keys, each once."""
+    if "priority" in fields and fields["priority"] not in PRIORITIES:
+        raise InvalidInput("priority", f"must be one of {', '.join(PRIORITIES)}")
+    keys = fields.get("limit_keys")
+    if keys is None:
+        return
+    if len(keys) > MAX_LIMIT_KEYS:
+        raise InvalidInput("limit_keys", f"at most {MAX_LIMIT_KEYS} limit keys")
+    if len(set(keys)) != len(keys):
+        raise InvalidInput("limit_keys", "names a limit key more than once")
+    for key in keys:
+        check_key(key, field="limit_keys", location="body")
 
 
 def _get(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from app import db, workspaces
 from app.models import pipeline_executions
+from app.monitoring import flow
 from tests.fixtures.services import unpublished_run, wait_for_status
 
 
@@ -82,3 +84,27 @@ def test_cleanup_deletes_old_ended_runs_only(
         bad = api.post("/runs/cleanup", json=body, headers=auth)
         assert bad.status_code == 422
         assert bad.json()["detail"][0]["loc"] == ["body", field]
+
+
+def test_status_counts_runs_held_by_flow_control_as_waiting(
+    api: TestClient, auth: dict[str, str], make_stream: Any
+) -> None:
+    stream = make_stream()["id"]
+    held = {"waiting_for": {"kind": "concurrency", "key": "openai", "until": None}}
+    unpublished_run(stream)  # pending, may start
+    unpublished_run(stream, **held)
+    unpublished_run(stream, status="retrying", attempt=1, **held)
+    unpublished_run(stream, status="retrying", attempt=1)
+    status = api.get("/status", headers=auth).json()
+    counted = (status["pending_count"], status["retrying_count"], status["waiting_count"])
+    assert counted == (1, 1, 2)
+    assert status["total_count"] == 4 and status["is_processing"] is True
+    other = {"Authorization": f"Bearer {workspaces.create_key('globex')[1]}"}
+    assert api.get("/status", headers=other).json()["waiting_count"] == 0
+
+
+def test_waiting_count_reads_the_waiting_index(workspace_id: UUID) -> None:
+    with db.unit_of_work() as conn:
+        conn.execute(sa.text("SET LOCAL enable_seqscan = off"))
+        plan = conn.execute(sa.text(f"EXPLAIN {flow.WAITING.text}"), {"ws": workspace_id}).scalars()
+        assert "ix_pipeline_executions_waiting" in "\n".join(plan)

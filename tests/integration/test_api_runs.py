@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from fastapi.testclient import TestClient
 
@@ -176,3 +177,40 @@ def test_oversized_body_is_413(api: TestClient, auth: dict[str, str], make_strea
     body = {"stream_id": stream["id"], "params": {"blob": "x" * 2_000_000}}
     response = api.post("/runs", json=body, headers=auth)
     assert response.status_code == 413
+
+
+def test_run_json_has_priority_limit_keys_and_waiting_for(
+    api: TestClient, auth: dict[str, str], make_stream: Any
+) -> None:
+    run = api.post("/runs", json={"stream_id": make_stream()["id"]}, headers=auth).json()
+    assert (run["priority"], run["limit_keys"], run["waiting_for"]) == ("normal", [], None)
+
+    stream = UUID(make_stream()["id"])
+    until = datetime(2030, 1, 1, tzinfo=UTC)
+    waiting = {"kind": "rate", "key": "openai", "until": until.isoformat()}
+    held = unpublished_run(stream, priority="low", limit_keys=["openai", "db"], waiting_for=waiting)
+    shown = api.get(f"/runs/{held}", headers=auth).json()
+    assert (shown["priority"], shown["limit_keys"]) == ("low", ["openai", "db"])
+    assert shown["waiting_for"]["kind"] == "rate" and shown["waiting_for"]["key"] == "openai"
+    assert datetime.fromisoformat(shown["waiting_for"]["until"]) == until
+    workspace = unpublished_run(stream, waiting_for={"kind": "workspace", "key": None})
+    assert api.get(f"/runs/{workspace}", headers=auth).json()["waiting_for"] == {
+        "kind": "workspace",
+        "key": None,
+        "until": None,
+    }
+    listed = api.get("/runs", params={"stream_id": str(stream)}, headers=auth).json()["items"]
+    assert [item["waiting_for"]["kind"] for item in listed] == ["workspace", "rate"]
+
+
+def test_post_runs_priority_overrides_the_streams(
+    api: TestClient, auth: dict[str, str], make_stream: Any
+) -> None:
+    stream = make_stream(priority="low")
+    made = api.post("/runs", json={"stream_id": stream["id"], "priority": "high"}, headers=auth)
+    assert made.status_code == 202, made.text
+    assert api.get(f"/runs/{made.json()['id']}", headers=auth).json()["priority"] == "high"
+    assert run_row(made.json()["id"]).priority == "high"
+    bad = api.post("/runs", json={"stream_id": stream["id"], "priority": "asap"}, headers=auth)
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["body", "priority"]

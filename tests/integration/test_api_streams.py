@@ -5,10 +5,14 @@ from __future__ import annotations
 import itertools
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
+import pytest
 from fastapi.testclient import TestClient
 
+from app.errors import InvalidInput
+from app.streams import service as streams
 from tests.fixtures.services import run_row, unpublished_run
 
 
@@ -233,3 +237,73 @@ def test_streamed_oversized_body_is_413(api: TestClient, auth: dict[str, str]) -
         "/streams", content=chunks(), headers={**auth, "Content-Type": "application/json"}
     )
     assert response.status_code == 413
+
+
+def test_priority_and_limit_keys_round_trip(api: TestClient, auth: dict[str, str]) -> None:
+    plain = api.post("/streams", json={"name": "s", "pipeline": "builtin.noop"}, headers=auth)
+    assert (plain.json()["priority"], plain.json()["limit_keys"]) == ("normal", [])
+    body = {"name": "s", "pipeline": "builtin.noop", "priority": "high", "limit_keys": ["openai"]}
+    created = api.post("/streams", json=body, headers=auth)
+    assert created.status_code == 201, created.text
+    stream_id = created.json()["id"]
+    assert (created.json()["priority"], created.json()["limit_keys"]) == ("high", ["openai"])
+
+    keys = [f"k{index}" for index in range(8)]
+    patched = api.patch(f"/streams/{stream_id}", json={"limit_keys": keys}, headers=auth)
+    assert (patched.json()["priority"], patched.json()["limit_keys"]) == ("high", keys)
+    patched = api.patch(f"/streams/{stream_id}", json={"priority": "low"}, headers=auth)
+    assert (patched.json()["priority"], patched.json()["limit_keys"]) == ("low", keys)
+    cleared = api.patch(f"/streams/{stream_id}", json={"limit_keys": []}, headers=auth).json()
+    assert cleared["limit_keys"] == []
+    shown = api.get(f"/streams/{stream_id}", headers=auth).json()
+    assert (shown["priority"], shown["limit_keys"]) == ("low", [])
+    listed = api.get("/streams", headers=auth).json()
+    assert {(item["priority"], tuple(item["limit_keys"])) for item in listed} == {
+        ("normal", ()),
+        ("low", ()),
+    }
+
+
+def test_bad_priority_and_limit_keys_get_422_naming_the_field(
+    api: TestClient, auth: dict[str, str], make_stream: Any
+) -> None:
+    base = {"name": "s", "pipeline": "builtin.noop"}
+    cases = [
+        ({"limit_keys": [f"k{index}" for index in range(9)]}, ["body", "limit_keys"]),
+        ({"limit_keys": ["openai", "openai"]}, ["body", "limit_keys"]),
+        ({"limit_keys": ["OpenAI"]}, ["body", "limit_keys", 0]),
+        ({"limit_keys": ["a" * 65]}, ["body", "limit_keys", 0]),
+        ({"limit_keys": [""]}, ["body", "limit_keys", 0]),
+        ({"limit_keys": "openai"}, ["body", "limit_keys"]),
+        ({"priority": "urgent"}, ["body", "priority"]),
+    ]
+    stream_id = make_stream()["id"]
+    for fields, location in cases:
+        created = api.post("/streams", json={**base, **fields}, headers=auth)
+        assert created.status_code == 422, fields
+        assert created.json()["detail"][0]["loc"] == location, created.text
+        patched = api.patch(f"/streams/{stream_id}", json=fields, headers=auth)
+        assert patched.status_code == 422, fields
+        assert patched.json()["detail"][0]["loc"] == location, patched.text
+    for field in ("priority", "limit_keys"):
+        patched = api.patch(f"/streams/{stream_id}", json={field: None}, headers=auth)
+        assert patched.status_code == 422
+        assert patched.json()["detail"][0]["loc"] == ["body", field]
+    assert len(api.get("/streams", headers=auth).json()) == 1  # nothing written
+
+
+def test_stream_service_checks_limit_keys_too(workspace_id: UUID) -> None:
+    """Callers other than the API (the CLI, other services) meet the same rules."""
+    fields = {"name": "s", "pipeline": "builtin.noop", "params": {}}
+    for keys, message in [
+        (["Bad"], "a limit key matches"),
+        (["a", "a"], "more than once"),
+        ([f"k{index}" for index in range(9)], "at most 8"),
+    ]:
+        with pytest.raises(InvalidInput) as raised:
+            streams.create(workspace_id, {**fields, "limit_keys": keys})
+        assert (raised.value.field, raised.value.location) == ("limit_keys", "body")
+        assert message in raised.value.message
+    with pytest.raises(InvalidInput) as raised:
+        streams.create(workspace_id, {**fields, "priority": "urgent"})
+    assert raised.value.field == "priority"

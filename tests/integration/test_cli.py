@@ -105,13 +105,71 @@ def test_workspaces_list_counts_live_runs_and_set_stores_the_cap(
     )
 
 
+def test_limits_set_list_delete_as_the_api_sees_them(
+    api: TestClient, auth: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    made = ok_json(
+        capsys, "limits", "set", "openai", "--workspace", "acme", "--max-concurrent", "4"
+    )
+    assert made == {"key": "openai", "max_concurrent": 4, "rate": None, "running": 0, "waiting": 0}
+    kept = ok_json(capsys, "limits", "set", "openai", "--workspace", "acme", "--rate", "60/30")
+    assert (kept["max_concurrent"], kept["rate"]) == (4, {"count": 60, "period_seconds": 30.0})
+    assert api.get("/limits/openai", headers=auth).json() == kept
+    cleared = ok_json(
+        capsys, "limits", "set", "openai", "--workspace", "acme", "--max-concurrent", "none"
+    )
+    assert (cleared["max_concurrent"], cleared["rate"]) == (None, kept["rate"])
+    api.put("/limits/db", json={"max_concurrent": 2}, headers=auth)
+
+    listed = ok_json(capsys, "limits", "list", "--workspace", "acme")
+    assert [item["key"] for item in listed] == ["db", "openai"]
+    _, table, _ = runway(capsys, "limits", "list", "--workspace", "acme")
+    assert table.split()[:7] == ["KEY", "MAX", "CONCURRENT", "RATE", "RUNNING", "WAITING", "db"]
+    assert "60/30s" in table
+
+    gone = ok_json(capsys, "limits", "delete", "openai", "--workspace", "acme")
+    assert gone == {"key": "openai", "deleted": True}
+    assert api.get("/limits/openai", headers=auth).status_code == 404
+    assert "limit openai not found" in fails(
+        capsys, "limits", "delete", "openai", "--workspace", "acme"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["set", "Bad", "--max-concurrent", "1"], "KEY: a limit key matches"),
+        (["set", "k", "--max-concurrent", "0"], "argument --max-concurrent: '0'"),
+        (["set", "k", "--max-concurrent", "true"], "argument --max-concurrent: 'true'"),
+        (["set", "k", "--rate", "60"], "argument --rate: '60' must be COUNT/SECONDS"),
+        (["set", "k", "--rate", "0/60"], "argument --rate: '0/60'"),
+        (["set", "k", "--rate", "5/0"], "argument --rate: '5/0'"),
+        (["set", "k", "--rate", "5/-1"], "argument --rate: '5/-1'"),
+        (["set", "k", "--rate", "5/inf"], "argument --rate: '5/inf'"),
+        (["set", "k"], "give --max-concurrent"),
+        (["delete", "Bad"], "key: a limit key matches"),
+    ],
+)
+def test_limits_bad_arguments_are_one_line(
+    argv: list[str], expected: str, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workspaces.create_key("acme")
+    line = fails(capsys, "limits", *argv, "--workspace", "acme")
+    assert line.startswith(f"runway limits {argv[0]}: ") and expected in line, line
+    assert "workspace nobody not found" in fails(capsys, "limits", "list", "--workspace", "nobody")
+
+
 def test_streams_pause_and_resume_as_patch_does(
     api: TestClient, auth: dict[str, str], make_stream: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     stream = make_stream(schedule_config=HOURLY)
-    on_demand = make_stream()
+    on_demand = make_stream(priority="high", limit_keys=["openai"])
     listed = ok_json(capsys, "streams", "list", "--workspace", "acme")
     assert [item["id"] for item in listed] == [stream["id"], on_demand["id"]]
+    assert [(item["priority"], item["limit_keys"]) for item in listed] == [
+        ("normal", []),
+        ("high", ["openai"]),
+    ]
     _, table, _ = runway(capsys, "streams", "list", "--workspace", "acme")
     assert "every 3600s (UTC)" in table and "active" in table and "on demand" in table
 
@@ -152,6 +210,7 @@ def test_runs_trigger_completes_on_a_worker_then_list_and_show(
     wait_for_status(run["id"], "completed")
     shown = ok_json(capsys, "runs", "show", run["id"])
     assert (shown["status"], shown["result"]) == ("completed", {"slept_seconds": 0.1})
+    assert (shown["priority"], shown["limit_keys"], shown["waiting_for"]) == ("normal", [], None)
     _, record, _ = runway(capsys, "runs", "show", run["id"])
     assert ["status", "completed"] in [line.split() for line in record.splitlines()]
 

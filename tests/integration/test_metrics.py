@@ -254,3 +254,27 @@ def test_workers_answer_503_quickly_when_the_broker_hangs(
         listener.close()
     assert {status for status, _ in answers} == {503}, answers
     assert max(seconds for _, seconds in answers) < 1.5, answers
+
+
+def test_limit_keys_running_and_waiting_gauges(
+    api: TestClient, auth: dict[str, str], make_stream: Any, promtool: str
+) -> None:
+    stream = UUID(make_stream()["id"])
+    for key in ("openai", "idle"):
+        assert api.put(f"/limits/{key}", json={"max_concurrent": 1}, headers=auth).is_success
+    gated = {"limit_keys": ["openai", "nolimit"], "gated": True}
+    unpublished_run(stream, status="running", attempt=1, **gated)
+    waiting = {"kind": "concurrency", "key": "openai", "until": None}
+    unpublished_run(stream, waiting_for=waiting, **gated)
+    unpublished_run(stream, waiting_for=waiting, **gated)
+
+    scrape = _scrape(api, auth, promtool)
+    running, waits = "runway_limit_running", "runway_limit_waiting"
+    assert _value(scrape, running, running, key="openai") == 1
+    assert _value(scrape, waits, waits, key="openai") == 2
+    assert _value(scrape, running, running, key="idle") == 0
+    assert _value(scrape, waits, waits, key="idle") == 0
+    assert {s.labels["key"] for s in scrape[running]} == {"openai", "idle"}  # rows only
+    other = workspaces.create_key("globex")[1]
+    elsewhere = _scrape(api, {"Authorization": f"Bearer {other}"}, promtool)
+    assert elsewhere.get(running, []) == [] and elsewhere.get(waits, []) == []
