@@ -147,6 +147,54 @@ def flaky(ctx: RunContext) -> dict[str, Any]:
     return {"attempt": ctx.attempt}
 
 
+# The table `test.record` writes to; a test creates it (tests/faults/helpers.py) in its own
+# database, which no other test session can touch (they share, and flush, the Redis one).
+RECORD_TABLE = "test_flow_record"
+_RECORD = f"""
+INSERT INTO {RECORD_TABLE} (token, label, run_id, attempt, start, finish)
+VALUES (%(token)s, %(label)s, %(run_id)s, %(attempt)s, %(start)s, %(finish)s)
+ON CONFLICT (token) DO UPDATE SET finish = excluded.finish
+"""
+
+
+def _write_record(entry: dict[str, Any]) -> None:
+    from app import db
+
+    with db.hot_connection() as conn:
+        conn.execute(_RECORD, entry)
+
+
+@pipeline("test.record")
+def record(ctx: RunContext) -> dict[str, Any]:
+    """Works `seconds` (`retry_seconds` on attempts after the first, if given), and writes
+    when it started and ended, on the wall clock (`time.time()`: every process of a test runs
+    on this machine), as a row of RECORD_TABLE labelled with the param `record`: written at
+    the start (`finish` null, so an execution whose worker is killed still shows) and again
+    at the end. Also stamps like the other recorded pipelines (`Scenario.settle`)."""
+    start = time.time()
+    entry: dict[str, Any] = {
+        "token": uuid.uuid4().hex,
+        "label": str(ctx.params["record"]),
+        "run_id": ctx.run_id,
+        "attempt": ctx.attempt,
+        "start": start,
+        "finish": None,
+    }
+    _write_record(entry)
+    seconds = float(ctx.params.get("seconds", 0.5))
+    if ctx.attempt > 1 and "retry_seconds" in ctx.params:
+        seconds = float(ctx.params["retry_seconds"])
+    recording = Recording(ctx)
+    try:
+        _work(ctx, seconds, bool(ctx.params.get("ignore_cancel", False)), recording)
+    finally:
+        recording.stamp("end")
+    entry["finish"] = time.time()
+    _write_record(entry)
+    recording.finished()
+    return {"attempt": ctx.attempt}
+
+
 @pipeline("test.unserialisable")
 def unserialisable(ctx: RunContext) -> dict[str, Any]:
     return {"when": object()}

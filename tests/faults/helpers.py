@@ -23,7 +23,14 @@ from app.states import RunType
 from app.streams import service as streams
 from tests.fixtures.processes import Process
 from tests.fixtures.services import wait_for
-from tests.pipelines import Execution, executions, executions_key, finished_key, most_at_once
+from tests.pipelines import (
+    RECORD_TABLE,
+    Execution,
+    executions,
+    executions_key,
+    finished_key,
+    most_at_once,
+)
 
 TERMINAL = ("completed", "failed", "cancelled")
 
@@ -198,3 +205,69 @@ def postgres_outage(seconds: float) -> float:
     finally:
         restart_postgres("start")
     return time.monotonic() - began
+
+
+# Flow control (tests/faults/test_flow_control.py): what the `test.record` pipeline wrote.
+
+
+@dataclass(frozen=True)
+class Interval:
+    """One execution as `test.record` wrote it: wall-clock seconds; `end` None while it runs
+    (or since its worker was killed)."""
+
+    run_id: UUID
+    attempt: int
+    start: float
+    end: float | None
+
+
+def create_record_table() -> None:
+    """The table `test.record` writes to, in this test's own database."""
+    with db.unit_of_work() as conn:
+        conn.execute(
+            sa.text(
+                f"CREATE TABLE IF NOT EXISTS {RECORD_TABLE} (token text PRIMARY KEY, "
+                "label text NOT NULL, run_id uuid NOT NULL, attempt int NOT NULL, "
+                "start float8 NOT NULL, finish float8)"
+            )
+        )
+
+
+def intervals(label: str) -> list[Interval]:
+    """Every execution `test.record` recorded under `label`, in the order they started."""
+    with db.unit_of_work() as conn:
+        found = conn.execute(
+            sa.text(
+                f"SELECT run_id, attempt, start, finish FROM {RECORD_TABLE}"
+                " WHERE label = :label ORDER BY start"
+            ),
+            {"label": label},
+        )
+        return [Interval(*row) for row in found]
+
+
+def most_running(found: Sequence[Interval], open_until: float | None = None) -> int:
+    """The most executions running at one moment (sweep line over [start, end]); one with
+    no end counts as running until `open_until` (default: still running). Intervals that
+    only touch do not overlap."""
+    never = float("inf") if open_until is None else open_until
+    events = sorted(
+        [(i.start, 1) for i in found] + [(never if i.end is None else i.end, -1) for i in found]
+    )
+    alive = most = 0
+    for _, change in events:  # at equal times -1 sorts first: an end before a start
+        alive += change
+        most = max(most, alive)
+    return most
+
+
+def busiest_window(starts: Sequence[float], seconds: float) -> int:
+    """The most starts in any half-open window [t, t + seconds)."""
+    ordered = sorted(starts)
+    most = 0
+    first = 0
+    for last, start in enumerate(ordered):
+        while start - ordered[first] >= seconds:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
