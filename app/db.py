@@ -37,14 +37,8 @@ def init(url: str | None = None) -> Engine:
         _forget(close=_current.pid == os.getpid())
         _current.engine, _current.pid, _current.url = create_engine(url), os.getpid(), url
         # Autocommit and no reset on return: nothing is ever left open on these connections.
-        # Their statements are few and run thousands of times: each is planned once per
-        # connection (a generic plan), never again per call (the gate's take longer to plan
-        # than to run).
         _current.autocommit = create_engine(
-            url,
-            isolation_level="AUTOCOMMIT",
-            pool_reset_on_return=None,
-            server_options="-c plan_cache_mode=force_generic_plan",
+            url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None
         )
         return _current.engine
 
@@ -57,8 +51,7 @@ def _forget(close: bool) -> None:
     _current.engine = _current.autocommit = None
 
 
-def create_engine(url: str, server_options: str | None = None, **options: Any) -> Engine:
-    extra = {} if server_options is None else {"options": server_options}
+def create_engine(url: str, **options: Any) -> Engine:
     return sa.create_engine(
         url,
         pool_size=5,
@@ -76,7 +69,6 @@ def create_engine(url: str, server_options: str | None = None, **options: Any) -
             "keepalives_interval": 5,
             "keepalives_count": 3,
             "tcp_user_timeout": 30_000,
-            **extra,
         },
         **options,
     )

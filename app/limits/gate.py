@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
@@ -62,9 +64,7 @@ def claim(conn: HotConnection, run_id: UUID, worker: str) -> GatedClaim:
     """Claim a gated run, or park it: one transaction in one round trip."""
     parameters = {"run_id": run_id, "worker": worker}
     with conn.cursor(row_factory=dict_row) as cursor:
-        with conn.pipeline(), conn.transaction():
-            cursor.execute(sql.LOCK_OF_RUN, parameters)
-            cursor.execute(_CLAIM, parameters)
+        _in_transaction(conn, [(sql.LOCK_OF_RUN, parameters)], cursor, (_CLAIM, parameters))
         row = cursor.fetchone()
     assert row is not None
     waiting_for, wait_seconds = row.pop("waiting_for"), row.pop("wait_seconds")
@@ -118,13 +118,37 @@ def _release(
 ) -> tuple[list[dispatch.Job], list[tuple[str, float]]]:
     parameters = {"workspace_id": workspace_id, "keys": sorted(set(keys))}
     with conn.cursor() as cursor:
-        with conn.pipeline(), conn.transaction():
-            cursor.execute(sql.LOCK, parameters)
-            cursor.execute(sql.RELEASE, parameters)
+        _in_transaction(conn, [(sql.LOCK, parameters)], cursor, (sql.RELEASE, parameters))
         rows = cursor.fetchall()
     released = [dispatch.Job(run_id, priority, True) for run_id, priority, _, _ in rows if run_id]
     wakes = [(key, opens_in) for run_id, _, key, opens_in in rows if run_id is None]
     return released, wakes
+
+
+def _in_transaction(
+    conn: HotConnection,
+    before: Sequence[tuple[str, dict[str, Any]]],
+    cursor: psycopg.Cursor[Any],
+    main: tuple[str, dict[str, Any]],
+) -> None:
+    """BEGIN, the `before` statements (the locks), `main` on `cursor`, COMMIT: sent in one
+    pipeline, one round trip. Each statement of the transaction sees what committed before
+    it started (READ COMMITTED), so `main` sees every change made under the locks before."""
+    try:
+        with conn.pipeline() as pipeline, conn.cursor() as other:
+            other.execute("BEGIN")
+            other.execute(sql.GENERIC_PLANS)
+            for statement, parameters in before:
+                other.execute(statement, parameters)
+            cursor.execute(*main)
+            other.execute("COMMIT")
+            pipeline.sync()
+    except psycopg.Error:
+        # A failed statement makes the server skip the rest, COMMIT included: end the
+        # transaction here, so the connection goes back to the pool clean.
+        if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _schedule_wakes(

@@ -18,6 +18,10 @@ RANK = PRIORITY_RANK.replace("priority", "p.priority")
 BIG = 2_147_483_647  # "no cap"
 RELABEL = 100  # how many of the runs still waiting on a key a release tells why
 
+# The gate's statements are long: planned once per connection, not on every call (a custom
+# plan takes longer to make than the statement takes to run).
+GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan"
+
 # The locks: one transaction-scoped advisory lock per key of the workspace, and one for the
 # workspace itself when it has a cap (the key '' is not a valid key), taken in one order
 # (by lock id) so that two gate steps never wait on each other in a cycle. Advisory locks
