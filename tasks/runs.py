@@ -28,4 +28,4 @@ def execute_gated(self: Task, run_id: str) -> str | None:
 @app.task(name=RELEASE_TASK)
 def release(workspace_id: str, key: str) -> int:
     """A rate key's window opened: let the runs waiting on it go."""
-    return gate.release(UUID(workspace_id), [key])
+    return gate.wake(UUID(workspace_id), key)

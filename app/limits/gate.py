@@ -29,10 +29,11 @@ from app import db
 from app.limits import gate_store as sql
 from app.runs import dispatch
 from app.runs.store import HotConnection, queue_clear
+from app.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-_CLAIM = sql.CLAIM.format(queue_clear=queue_clear("r"))
+_CLAIM = sql.CLAIM.format(queue_clear_r=queue_clear("r"), queue_clear_p=queue_clear("p"))
 SWEEP_BATCH = 1000
 
 
@@ -156,10 +157,24 @@ def _schedule_wakes(
 ) -> None:
     """One release per rate key for when its window opens, unless one is already due by
     then (limits.wake_at); the sweep stands in for a wake-up whose message is lost."""
+    # A countdown longer than the broker's visibility timeout would be delivered again and
+    # again (CELERY-FACTS); windows that long are left to the sweep.
+    horizon = get_settings().broker_visibility_timeout / 2
     for key, seconds in wakes:
+        if seconds > horizon:
+            continue
         parameters = {"workspace_id": workspace_id, "key": key, "seconds": seconds}
         if conn.execute(sql.SCHEDULE_WAKE, parameters).fetchone() is not None:
             dispatch.publish_release(workspace_id, key, seconds)
+
+
+def wake(workspace_id: UUID, key: str) -> int:
+    """A rate key's window opened (a scheduled release): release what waits on it. The
+    wake-up is spent first, so that one that came early (the clocks of the worker that
+    scheduled it and of the one running it disagree) schedules the next."""
+    with db.hot_connection() as conn:
+        conn.execute(sql.WOKEN, {"workspace_id": workspace_id, "key": key})
+    return release(workspace_id, [key])
 
 
 def sweep(idle_seconds: float) -> int:

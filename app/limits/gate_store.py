@@ -83,6 +83,14 @@ BLOCKED = f"""
    ORDER BY rank, key LIMIT 1) AS blocking)
 """
 
+# A run that a claim may start now, if the gate lets it: the plain claim's conditions (the
+# overlap queue apart, formatted in by the caller), and not parked. Written in the UPDATE
+# itself too: a row changed by another transaction meanwhile (a cancel, a duplicate's claim)
+# is re-checked against the UPDATE's own conditions only, not against the CTE it came from.
+_CLAIMABLE = """{run}.status IN ('pending', 'retrying') AND {run}.attempt < {run}.max_attempts
+   AND ({run}.next_attempt_at IS NULL OR {run}.next_attempt_at <= now())
+   AND ({run}.waiting_for IS NULL OR {run}.waiting_for ->> 'kind' = 'overlap')"""
+
 # The claim of a gated run: it starts if nothing blocks it (and the usual conditions of a
 # claim hold), recording its start in its keys' rate windows; or it parks itself, pending,
 # with `waiting_for` saying why, until a release publishes it again. A parked run's claim
@@ -91,26 +99,23 @@ CLAIM = f"""
 WITH target AS (
   SELECT r.id, r.workspace_id, r.limit_keys
     FROM pipeline_executions r
-   WHERE r.id = %(run_id)s AND r.status IN ('pending', 'retrying')
-     AND r.attempt < r.max_attempts
-     AND (r.next_attempt_at IS NULL OR r.next_attempt_at <= now())
-     AND (r.waiting_for IS NULL OR r.waiting_for ->> 'kind' = 'overlap')
-     AND {{queue_clear}}),
+   WHERE r.id = %(run_id)s AND {_CLAIMABLE.format(run="r")} AND {{queue_clear_r}}),
 verdict AS (SELECT t.id, {BLOCKED.format(run="t")} AS why FROM target t),
 claimed AS (
   UPDATE pipeline_executions p
      SET status = 'running', attempt = attempt + 1, worker = %(worker)s,
          started_at = coalesce(started_at, now()), heartbeat_at = now(),
-         next_attempt_at = NULL, waiting_for = NULL, updated_at = now()
+         next_attempt_at = NULL, waiting_for = NULL, updated_at = now(), gated = true
     FROM verdict v
    WHERE p.id = v.id AND v.why IS NULL
+     AND {_CLAIMABLE.format(run="p")} AND {{queue_clear_p}}
   RETURNING p.id, p.pipeline, p.run_type, p.attempt, p.max_attempts, p.stream_id, p.params,
             (SELECT name FROM research_streams s WHERE s.id = p.stream_id) AS stream_name,
-            p.priority, p.workspace_id, p.limit_keys, true AS gated),
+            p.priority, p.workspace_id, p.limit_keys, p.gated),
 parked AS (
   UPDATE pipeline_executions p SET waiting_for = v.why
     FROM verdict v
-   WHERE p.id = v.id AND v.why IS NOT NULL
+   WHERE p.id = v.id AND v.why IS NOT NULL AND {_CLAIMABLE.format(run="p")}
   RETURNING v.why, p.workspace_id),
 started AS (
   UPDATE limits l
@@ -193,6 +198,7 @@ room AS (
                 coalesce(s.opens, clock_timestamp() + {_WINDOW}) AS opens) AS permits
    WHERE (SELECT present FROM waiting))"""
 
+_ON_WORKSPACE = "(p.waiting_for ->> 'key') IS NULL AND p.waiting_for ->> 'kind' = 'workspace'"
 _PARKED = f"""
           SELECT p.id FROM pipeline_executions p
            WHERE p.workspace_id = %(workspace_id)s
@@ -208,11 +214,11 @@ chosen AS (
            LIMIT greatest(room.free, 0)) AS c
   UNION
   SELECT c.id FROM ws_free
-   CROSS JOIN LATERAL ({_PARKED.format(which="(p.waiting_for ->> 'key') IS NULL")}
+   CROSS JOIN LATERAL ({_PARKED.format(which=_ON_WORKSPACE)}
            LIMIT greatest(ws_free.free, 0)) AS c
    WHERE (SELECT present FROM waiting)),
 released AS (
-  UPDATE pipeline_executions p SET waiting_for = NULL
+  UPDATE pipeline_executions p SET waiting_for = NULL, updated_at = now()
     FROM chosen c
    WHERE p.id = c.id AND p.waiting_for IS NOT NULL AND p.status IN ('pending', 'retrying')
   RETURNING p.id, p.priority),
@@ -223,6 +229,7 @@ relabelled AS (
    CROSS JOIN LATERAL ({_PARKED.format(which="(p.waiting_for ->> 'key') = room.key")}
            OFFSET greatest(room.free, 0) LIMIT {RELABEL}) AS c
    WHERE room.why IS NOT NULL AND p.id = c.id AND p.waiting_for IS DISTINCT FROM room.why
+     AND p.waiting_for IS NOT NULL AND p.status IN ('pending', 'retrying')
   RETURNING p.id)
 SELECT id, priority, NULL::text AS key, NULL::float8 AS opens_in FROM released
 UNION ALL
@@ -244,14 +251,21 @@ UPDATE limits
 RETURNING %(seconds)s::float8
 """
 
+WOKEN = """
+UPDATE limits SET wake_at = NULL
+ WHERE workspace_id = %(workspace_id)s AND key = %(key)s AND wake_at IS NOT NULL
+"""
+
 # Where a sweep looks for lost wake-ups: every key (or workspace cap) with runs parked on
 # it for a while. One release each; the release itself decides whether any may start.
 PARKED_KEYS = """
-SELECT DISTINCT workspace_id, waiting_for ->> 'key'
+SELECT workspace_id, waiting_for ->> 'key'
   FROM pipeline_executions
  WHERE status IN ('pending', 'retrying') AND waiting_for IS NOT NULL
    AND waiting_for ->> 'kind' <> 'overlap'
    AND updated_at < now() - make_interval(secs => %(idle)s)
+ GROUP BY 1, 2
+ ORDER BY min(updated_at)
  LIMIT %(limit)s
 """
 

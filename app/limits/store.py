@@ -47,7 +47,7 @@ def upsert(
             "limits.recent_starts[greatest(1, cardinality(limits.recent_starts) - :n + 1):]"
         ).bindparams(n=rate.count)
         if rate is not None
-        else sa.text("'{}'::timestamptz[]")
+        else sa.text("limits.recent_starts")  # kept: a rate set again counts them
     )
     statement = statement.on_conflict_do_update(
         index_elements=[limits.c.workspace_id, limits.c.key],

@@ -383,7 +383,8 @@ WITH stale AS (
        AND updated_at < now() - make_interval(secs => %(lease)s)
        AND coalesce(next_attempt_at, updated_at) < now() - make_interval(secs => %(lease)s)
        AND (w.waiting_for IS NULL OR w.waiting_for ->> 'kind' = 'overlap')
-       AND (NOT %(queued_only)s OR w.after_run IS NOT NULL)
+       AND (NOT %(queued_only)s OR w.after_run IS NOT NULL
+            OR (w.gated AND w.status = 'pending'))
        AND {queue_clear("w")}
      ORDER BY created_at
      LIMIT %(limit)s

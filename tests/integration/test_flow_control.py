@@ -8,6 +8,7 @@ step is taken by hand and its effect on the rows checked.
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -26,9 +27,10 @@ from app.schedules import ticker
 from app.settings import get_settings
 from app.states import RunStatus, RunType
 from app.workspaces import service as workspace_service
+from tests.fixtures.broker import empty_queue, queued_messages
 from tests.fixtures.queries import runs_of
 from tests.fixtures.queries import set_run as _set
-from tests.fixtures.services import run_row
+from tests.fixtures.services import run_row, wait_for
 
 WORKSPACE = "acme"  # the workspace of the `workspace_id` fixture
 WORKER = "w"
@@ -236,3 +238,111 @@ def test_cancelling_a_waiting_run_clears_waiting_for_and_lets_the_next_go(
     runs.cancel(workspace_id, holder)  # let go, not yet claimed: its slot frees
     assert released([holder, parked, behind]) == [behind]
     assert execute(behind) is RunStatus.COMPLETED
+
+
+def _claim_behind(run_id: UUID, change: str) -> Any:
+    """A gated claim that starts while another transaction holds the run's row (`change`,
+    not yet committed): the claim's snapshot still sees the run claimable. Returns what
+    the claim answered once that transaction committed."""
+    answer: dict[str, Any] = {}
+    holder = db.engine().raw_connection()
+    try:
+        holder.cursor().execute(change, (str(run_id),))
+
+        def claim() -> None:
+            with db.hot_connection() as conn:
+                answer["claim"] = gate.claim(conn, run_id, "other")
+
+        thread = threading.Thread(target=claim)
+        thread.start()
+        wait_for(_waits_on_a_lock, 10, "the claim to wait on the row")
+        holder.commit()
+        thread.join(10)
+    finally:
+        holder.close()
+    return answer["claim"]
+
+
+def _waits_on_a_lock() -> bool:
+    with db.unit_of_work() as conn:
+        waiting = conn.execute(
+            sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+        ).scalar_one()
+    return bool(waiting)
+
+
+def test_a_claim_that_waited_on_a_cancel_does_not_start_the_cancelled_run(
+    isolated_queues: str, make_stream: Any, workspace_id: UUID
+) -> None:
+    limits.put(workspace_id, "k", 5, None)
+    run_id = create(workspace_id, keyed(make_stream, "k"))  # released: its message is out
+    cancel = (
+        "UPDATE pipeline_executions SET status = 'cancelled', completed_at = now()"
+        " WHERE id = %s AND status = 'pending'"
+    )
+
+    answer = _claim_behind(run_id, cancel)
+
+    assert answer.row is None
+    assert (run_row(run_id).status, run_row(run_id).attempt) == ("cancelled", 0)
+
+
+def test_a_duplicate_claim_that_waited_on_the_first_does_not_start_a_second_attempt(
+    isolated_queues: str, make_stream: Any, workspace_id: UUID
+) -> None:
+    # Gated by a workspace cap that is lifted: the claim then takes no lock at all.
+    workspace_service.set_max_concurrent(WORKSPACE, 1)
+    run_id = create(workspace_id, UUID(make_stream("builtin.noop")["id"]))
+    workspace_service.set_max_concurrent(WORKSPACE, None)
+    first_claim = (
+        "UPDATE pipeline_executions SET status = 'running', attempt = attempt + 1,"
+        " worker = 'first', heartbeat_at = now() WHERE id = %s AND status = 'pending'"
+    )
+
+    answer = _claim_behind(run_id, first_claim)
+
+    assert answer.row is None
+    assert (run_row(run_id).attempt, run_row(run_id).worker) == (1, "first")
+
+
+def test_a_release_leaves_runs_queued_by_overlap_alone(
+    isolated_queues: str, make_stream: Any, workspace_id: UUID
+) -> None:
+    limits.put(workspace_id, "k", 2, None)
+    config = {"interval_seconds": 60, "overlap": "queue"}
+    queued_stream = keyed(make_stream, "k", schedule_config=config)
+    start = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
+    with db.unit_of_work() as conn:
+        conn.execute(sa.update(research_streams).values(next_scheduled_run=start))
+    ticker.tick(now=start)
+    ticker.tick(now=start + timedelta(seconds=60))
+    first, queued = runs_of(queued_stream)
+    _set(first.id, status="running", attempt=1, heartbeat_at=sa.func.now())
+    other = keyed(make_stream, "k")
+    taken, parked = create(workspace_id, other), create(workspace_id, other)
+    assert released([taken]) == [taken] and waiting_for(parked) == concurrency("k")
+
+    gate.release(workspace_id, ["k"])  # a run waits on k: the release looks at the workspace
+
+    # The queued run still waits for its stream's older run, and holds no slot of k.
+    assert waiting_for(queued.id) == {"kind": "overlap", "key": None, "until": None}
+    assert limits.get(workspace_id, "k").running == 1
+    _set(taken, status="completed", completed_at=sa.func.now())
+    gate.release(workspace_id, ["k"])
+    assert released([parked]) == [parked]
+
+
+def test_a_released_run_whose_message_was_lost_is_published_behind_a_busy_queue(
+    isolated_queues: str, make_stream: Any, workspace_id: UUID, redis_client: Any
+) -> None:
+    from app import housekeeping
+
+    limits.put(workspace_id, "k", 1, None)
+    run_id = create(workspace_id, keyed(make_stream, "k"))  # released: it holds k's slot
+    empty_queue(redis_client)  # its message is lost
+    assert dispatch.publish(UUID(int=1))  # another run's message keeps the queue busy
+    lease = get_settings().lease_seconds
+    _set(run_id, updated_at=sa.text(f"now() - interval '{lease + 1} seconds'"))
+
+    assert housekeeping.republish() == 1
+    assert str(run_id).encode() in b"".join(queued_messages(redis_client))
