@@ -10,8 +10,10 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+import sqlalchemy as sa
 
 import celeryconfig
+from app import db
 from app.settings import get_settings
 from tests.faults.helpers import (
     LEASE_AND_SWEEP,
@@ -53,8 +55,19 @@ def test_beat_killed_between_its_commit_and_its_publish(
     )
     # Beat connects to its broker on its first tick, and waits for that connection.
     wait_for(lambda: leads(beat) and broker.connections() > 0, 30, "beat to lead and connect")
+    # Three streams come due at the same moment, after the hold: beat commits their runs in
+    # one tick, then blocks publishing them (a second tick would wait behind that publish).
+    stream_ids = [every_second(scenario, 0.5, enabled=False) for _ in range(3)]
     broker.hold()  # from now on nothing beat sends to the broker arrives
-    stream_ids = [every_second(scenario, 0.5) for _ in range(3)]
+    with db.unit_of_work() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE research_streams SET next_scheduled_run = now() + interval '1 second',"
+                " schedule_config = schedule_config || '{\"enabled\": true}'"
+                " WHERE id = ANY(:ids)"
+            ),
+            {"ids": stream_ids},
+        )
     wait_for(
         lambda: all(runs_of(stream_id) for stream_id in stream_ids),
         30,

@@ -63,6 +63,19 @@ def released(run_ids: list[UUID]) -> list[UUID]:
     ]
 
 
+def two_slots_of_a_queueing_stream(make_stream: Any, key: str) -> list[Any]:
+    """Beat fires two slots of a stream with overlap "queue": the second run is queued
+    behind the first."""
+    config = {"interval_seconds": 60, "overlap": "queue"}
+    stream = keyed(make_stream, key, schedule_config=config)
+    start = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
+    with db.unit_of_work() as conn:
+        conn.execute(sa.update(research_streams).values(next_scheduled_run=start))
+    ticker.tick(now=start)
+    ticker.tick(now=start + timedelta(seconds=60))
+    return runs_of(stream)
+
+
 def concurrency(key: str) -> dict[str, Any]:
     return {"kind": "concurrency", "key": key, "until": None}
 
@@ -153,17 +166,8 @@ def test_waiting_for_an_older_run_of_the_stream_overlap_queue(
     isolated_queues: str, make_stream: Any, workspace_id: UUID
 ) -> None:
     limits.put(workspace_id, "k", 5, None)
-    config = {"interval_seconds": 60, "overlap": "queue"}
-    stream = keyed(make_stream, "k", schedule_config=config)
-    start = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
-    with db.unit_of_work() as conn:
-        conn.execute(sa.update(research_streams).values(next_scheduled_run=start))
-    ticker.tick(now=start)
-    [first] = runs_of(stream)
+    first, queued = two_slots_of_a_queueing_stream(make_stream, "k")
     assert waiting_for(first.id) is None  # released: it is on its way to a slot
-
-    ticker.tick(now=start + timedelta(seconds=60))
-    queued = runs_of(stream)[1]
     assert queued.after_run == first.id and queued.gated
     assert queued.waiting_for == {"kind": "overlap", "key": None, "until": None}
     assert execute(queued.id) is None  # the older run has not ended
@@ -309,14 +313,7 @@ def test_a_release_leaves_runs_queued_by_overlap_alone(
     isolated_queues: str, make_stream: Any, workspace_id: UUID
 ) -> None:
     limits.put(workspace_id, "k", 2, None)
-    config = {"interval_seconds": 60, "overlap": "queue"}
-    queued_stream = keyed(make_stream, "k", schedule_config=config)
-    start = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
-    with db.unit_of_work() as conn:
-        conn.execute(sa.update(research_streams).values(next_scheduled_run=start))
-    ticker.tick(now=start)
-    ticker.tick(now=start + timedelta(seconds=60))
-    first, queued = runs_of(queued_stream)
+    first, queued = two_slots_of_a_queueing_stream(make_stream, "k")
     _set(first.id, status="running", attempt=1, heartbeat_at=sa.func.now())
     other = keyed(make_stream, "k")
     taken, parked = create(workspace_id, other), create(workspace_id, other)

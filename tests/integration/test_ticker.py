@@ -106,7 +106,10 @@ def test_misfire_skip_still_fires_a_slot_that_is_only_a_little_late(make_stream:
     assert len(runs_of(stream["id"])) == 1
 
 
-def test_overlap_skip_records_skipped_slot_while_a_run_is_live(make_stream: Any) -> None:
+def test_overlap_skip_records_skipped_slot_while_a_run_is_live(
+    isolated_queues: str, make_stream: Any
+) -> None:
+    # No worker may take the first run: the test sets its status itself.
     stream = make_stream(schedule_config={"interval_seconds": 60})
     set_next(stream["id"], T0)
     ticker.tick(now=T0)
@@ -121,7 +124,8 @@ def test_overlap_skip_records_skipped_slot_while_a_run_is_live(make_stream: Any)
     assert str(first.id) in last.reason
 
 
-def test_overlap_allow_fires_alongside_a_live_run(make_stream: Any) -> None:
+def test_overlap_allow_fires_alongside_a_live_run(isolated_queues: str, make_stream: Any) -> None:
+    # No worker may take the first run: the test sets its status itself.
     stream = make_stream(schedule_config={"interval_seconds": 60, "overlap": "allow"})
     set_next(stream["id"], T0)
     ticker.tick(now=T0)
@@ -130,7 +134,10 @@ def test_overlap_allow_fires_alongside_a_live_run(make_stream: Any) -> None:
     assert len(runs_of(stream["id"])) == 2
 
 
-def test_overlap_queue_creates_a_run_that_waits_for_the_live_one(make_stream: Any) -> None:
+def test_overlap_queue_creates_a_run_that_waits_for_the_live_one(
+    isolated_queues: str, make_stream: Any
+) -> None:
+    # No worker may take the first run: the test sets its status itself.
     stream = make_stream(schedule_config={"interval_seconds": 60, "overlap": "queue"})
     set_next(stream["id"], T0)
     ticker.tick(now=T0)
