@@ -267,13 +267,22 @@ def claim(conn: HotConnection, run_id: UUID, worker: str) -> ClaimAnswer:
 class Finished:
     status: RunStatus
     released: list[UUID]  # runs that were waiting for this one to end
+    then: tuple[Any, ...] | None = None  # the answer of the statement sent along
 
 
-def finish(conn: HotConnection, run_id: UUID, attempt: int, outcome: Outcome) -> Finished | None:
+def finish(
+    conn: HotConnection,
+    run_id: UUID,
+    attempt: int,
+    outcome: Outcome,
+    then: tuple[str, Mapping[str, Any]] | None = None,
+) -> Finished | None:
     """The one final write of an attempt, fenced by its attempt number.
 
     A cancel request that arrived meanwhile wins: the run ends `cancelled`, never `completed`.
     None means the attempt no longer owns the row (its lease was taken over, or it ended).
+    `then`: a statement sent in the same round trip, run once the final write committed
+    (so it sees it); its first row is the answer's `then`.
     """
     if outcome.status not in TRANSITIONS[RunStatus.RUNNING]:
         raise ValueError(f"an attempt cannot end {outcome.status}")
@@ -287,8 +296,13 @@ def finish(conn: HotConnection, run_id: UUID, attempt: int, outcome: Outcome) ->
         "terminal": outcome.status in TERMINAL,
         "retry_in": outcome.retry_in,
     }
-    row = conn.execute(_FINISH, parameters).fetchone()
-    return None if row is None else Finished(RunStatus(row[0]), row[1])
+    if then is None:
+        row = conn.execute(_FINISH, parameters).fetchone()
+        return None if row is None else Finished(RunStatus(row[0]), row[1])
+    with conn.pipeline():
+        written, following = conn.execute(_FINISH, parameters), conn.execute(*then)
+    row = written.fetchone()
+    return None if row is None else Finished(RunStatus(row[0]), row[1], following.fetchone())
 
 
 def heartbeat(conn: HotConnection, beats: Mapping[UUID, int]) -> dict[UUID, float | None]:
