@@ -91,11 +91,6 @@ def _recheck(conn: HotConnection, workspace_id: UUID, run_id: UUID) -> None:
         dispatch.publish_many(released)
 
 
-def waiting(workspace_id: UUID | None, keys: Sequence[str]) -> tuple[str, dict[str, Any]]:
-    """The look after_end takes, as a statement to send along with a run's final write."""
-    return sql.WAITING, {"workspace_id": workspace_id, "keys": sorted(set(keys))}
-
-
 def after_end(workspace_id: UUID, keys: Sequence[str]) -> int:
     """A gated run stopped running: release what waits on its keys and workspace, if
     anything does. The look is a plain read, without the locks: a run that parks after it

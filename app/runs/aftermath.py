@@ -33,30 +33,20 @@ class Ended:
     limit_keys: Sequence[str] = field(default_factory=list)
 
 
-def follow_up(
-    run: Ended,
-    released: Sequence[UUID],
-    retry_in: float | None = None,
-    waiting: bool | None = None,
-) -> None:
-    """`waiting`: whether runs wait on a gated run's keys or workspace, as read after its
-    end was committed; None: not known yet (look)."""
+def follow_up(run: Ended, released: Sequence[UUID], retry_in: float | None = None) -> None:
     if run.status is RunStatus.RETRYING:
         dispatch.publish(dispatch.Job(run.id, run.priority, run.gated), countdown=retry_in)
     if released:
         dispatch.publish_many(released)
     if run.status is RunStatus.FAILED and run.run_type == RunType.SCHEDULED:
         pausing.after_failed_run(run.stream_id)
-    if run.gated and run.workspace_id is not None and waiting is not False:
-        _release(run.workspace_id, run.limit_keys, waiting)
+    if run.gated and run.workspace_id is not None:
+        _release(run.workspace_id, run.limit_keys)
 
 
-def _release(workspace_id: UUID, limit_keys: Sequence[str], waiting: bool | None) -> None:
+def _release(workspace_id: UUID, limit_keys: Sequence[str]) -> None:
     """Last, and never raising: a release that fails is made good by the sweep's."""
     try:
-        if waiting:
-            gate.release(workspace_id, limit_keys)
-        else:
-            gate.after_end(workspace_id, limit_keys)
+        gate.after_end(workspace_id, limit_keys)
     except (psycopg.Error, SQLAlchemyError) as error:
         log.warning("runs waiting on %s not released (the sweep will): %s", limit_keys, error)

@@ -150,10 +150,7 @@ def _conclude(claimed: store.Claimed, outcome: Outcome, duration: float) -> RunS
             extra=_lifecycle(claimed, None, duration),
         )
         return None
-    waiting = None if finished.then is None else bool(finished.then[0])
-    aftermath.follow_up(
-        _ended(claimed, finished.status), finished.released, outcome.retry_in, waiting
-    )
+    aftermath.follow_up(_ended(claimed, finished.status), finished.released, outcome.retry_in)
     log.info(
         "run %s attempt %s ended %s",
         claimed.id,
@@ -191,12 +188,9 @@ def _lifecycle(
 def _write(claimed: store.Claimed, outcome: Outcome) -> store.Finished | None:
     """The attempt's final write, fenced by its number; None: no longer this attempt's."""
 
-    # A gated run's end asks, in the same round trip, whether runs wait on its keys.
-    then = gate.waiting(claimed.workspace_id, claimed.limit_keys) if claimed.gated else None
-
     def finish(conn: store.HotConnection) -> store.Finished | None:
         try:
-            return store.finish(conn, claimed.id, claimed.attempt, outcome, then)
+            return store.finish(conn, claimed.id, claimed.attempt, outcome)
         except (psycopg.DataError, psycopg.OperationalError, UnicodeError) as error:
             if isinstance(error, psycopg.OperationalError) and connection_lost(error):
                 raise

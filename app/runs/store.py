@@ -267,22 +267,13 @@ def claim(conn: HotConnection, run_id: UUID, worker: str) -> ClaimAnswer:
 class Finished:
     status: RunStatus
     released: list[UUID]  # runs that were waiting for this one to end
-    then: tuple[Any, ...] | None = None  # the answer of the statement sent along
 
 
-def finish(
-    conn: HotConnection,
-    run_id: UUID,
-    attempt: int,
-    outcome: Outcome,
-    then: tuple[str, Mapping[str, Any]] | None = None,
-) -> Finished | None:
+def finish(conn: HotConnection, run_id: UUID, attempt: int, outcome: Outcome) -> Finished | None:
     """The one final write of an attempt, fenced by its attempt number.
 
     A cancel request that arrived meanwhile wins: the run ends `cancelled`, never `completed`.
     None means the attempt no longer owns the row (its lease was taken over, or it ended).
-    `then`: a statement sent in the same round trip, run once the final write committed
-    (so it sees it); its first row is the answer's `then`.
     """
     if outcome.status not in TRANSITIONS[RunStatus.RUNNING]:
         raise ValueError(f"an attempt cannot end {outcome.status}")
@@ -296,13 +287,8 @@ def finish(
         "terminal": outcome.status in TERMINAL,
         "retry_in": outcome.retry_in,
     }
-    if then is None:
-        row = conn.execute(_FINISH, parameters).fetchone()
-        return None if row is None else Finished(RunStatus(row[0]), row[1])
-    with conn.pipeline():
-        written, following = conn.execute(_FINISH, parameters), conn.execute(*then)
-    row = written.fetchone()
-    return None if row is None else Finished(RunStatus(row[0]), row[1], following.fetchone())
+    row = conn.execute(_FINISH, parameters).fetchone()
+    return None if row is None else Finished(RunStatus(row[0]), row[1])
 
 
 def heartbeat(conn: HotConnection, beats: Mapping[UUID, int]) -> dict[UUID, float | None]:
@@ -387,6 +373,17 @@ def rescue_expired(
     return [Rescued(row[0], RunStatus(row[1]), *row[2:]) for row in rows]
 
 
+# A released gated run (not yet claimed) that holds room a cap counts: a slot or permit of
+# one of its keys, or of its workspace's cap. Lost, it would keep the others waiting, so it
+# is published again even behind a busy queue.
+_HOLDS_ROOM = """({run}.gated AND {run}.status = 'pending' AND (
+    EXISTS (SELECT 1 FROM limits l
+             WHERE l.workspace_id = {run}.workspace_id AND l.key = ANY({run}.limit_keys)
+               AND (l.max_concurrent IS NOT NULL OR l.rate_count IS NOT NULL))
+    OR EXISTS (SELECT 1 FROM workspaces capped
+                WHERE capped.id = {run}.workspace_id
+                  AND capped.max_concurrent_runs IS NOT NULL)))"""
+
 # Runs waiting for a worker that nobody claimed for a lease: the candidates to publish again
 # (the caller does so only when their queue is empty, or only the queued runs that may start
 # now: their wake-up may have been lost). Touching updated_at spaces the tries.
@@ -397,8 +394,7 @@ WITH stale AS (
        AND updated_at < now() - make_interval(secs => %(lease)s)
        AND coalesce(next_attempt_at, updated_at) < now() - make_interval(secs => %(lease)s)
        AND (w.waiting_for IS NULL OR w.waiting_for ->> 'kind' = 'overlap')
-       AND (NOT %(queued_only)s OR w.after_run IS NOT NULL
-            OR (w.gated AND w.status = 'pending'))
+       AND (NOT %(queued_only)s OR w.after_run IS NOT NULL OR {_HOLDS_ROOM.format(run="w")})
        AND {queue_clear("w")}
      ORDER BY created_at
      LIMIT %(limit)s

@@ -336,10 +336,13 @@ def test_a_released_run_whose_message_was_lost_is_published_behind_a_busy_queue(
 
     limits.put(workspace_id, "k", 1, None)
     run_id = create(workspace_id, keyed(make_stream, "k"))  # released: it holds k's slot
-    empty_queue(redis_client)  # its message is lost
+    free = create(workspace_id, keyed(make_stream, "nolimit"))  # released, holding nothing
+    empty_queue(redis_client)  # their messages are lost
     assert dispatch.publish(UUID(int=1))  # another run's message keeps the queue busy
     lease = get_settings().lease_seconds
-    _set(run_id, updated_at=sa.text(f"now() - interval '{lease + 1} seconds'"))
+    for stale in (run_id, free):
+        _set(stale, updated_at=sa.text(f"now() - interval '{lease + 1} seconds'"))
 
+    # Only the one that keeps others waiting: the other is merely behind the busy queue.
     assert housekeeping.republish() == 1
     assert str(run_id).encode() in b"".join(queued_messages(redis_client))
