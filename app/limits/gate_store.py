@@ -1,5 +1,5 @@
-"""The gate's statements: what a gated run's claim and a release run, under the locks of the
-workspace (when it has a cap) and of the keys (that have a `limits` row), in that order.
+"""The gate's statements: what a gated run's claim and a release run, under advisory locks
+of the run's keys and of its workspace (when it has a cap), taken in one order.
 
 Why locks and several statements rather than one: a run's claim must count the runs of its
 keys that are running *now*. One statement sees the database as of its start, before it
@@ -7,7 +7,9 @@ waited for a lock; in READ COMMITTED each statement of a transaction starts afre
 lock is taken first and the counting statement then sees every claim that committed before
 it. Release takes the same locks, so a run that parked itself (its claim saw a slot taken)
 is visible to the release that follows the end of the run that held that slot: no wake-up
-is lost. All statements of one gate step travel in one pipeline: one round trip.
+is lost (the end of a run looks for waiting runs only after its own commit, and a run that
+parks looks again after its own: see gate.after_end). All statements of one gate step are
+one transaction, sent in one pipeline: one round trip.
 """
 
 from __future__ import annotations
