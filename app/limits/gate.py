@@ -70,25 +70,21 @@ def claim(conn: HotConnection, run_id: UUID, worker: str) -> GatedClaim:
     assert row is not None
     waiting_for, wait_seconds = row.pop("waiting_for"), row.pop("wait_seconds")
     opens_in, parked_in = row.pop("opens_in"), row.pop("parked_in")
-    del row["rate_starts"]
+    parked_keys = row.pop("parked_keys")
     if opens_in is not None and waiting_for is not None:
         _schedule_wakes(conn, parked_in, [(waiting_for["key"], opens_in)])
     elif waiting_for is not None:
-        _recheck(conn, parked_in, run_id)
+        _recheck(conn, parked_in, parked_keys)
     return GatedClaim(None if row["id"] is None else row, waiting_for, wait_seconds)
 
 
-def _recheck(conn: HotConnection, workspace_id: UUID, run_id: UUID) -> None:
+def _recheck(conn: HotConnection, workspace_id: UUID, keys: Sequence[str]) -> None:
     """After parking: a run that held the slot may have ended between this claim's count
     and its commit, and looked for waiting runs before this one was visible. Look again,
     now that it is: whichever of the two looks last sees the other (see after_end)."""
-    keys = conn.execute(
-        "SELECT limit_keys FROM pipeline_executions WHERE id = %s", (run_id,)
-    ).fetchone()
-    if keys is not None:
-        released, wakes = _release(conn, workspace_id, keys[0])
-        _schedule_wakes(conn, workspace_id, wakes)
-        dispatch.publish_many(released)
+    released, wakes = _release(conn, workspace_id, keys)
+    _schedule_wakes(conn, workspace_id, wakes)
+    dispatch.publish_many(released)
 
 
 def after_end(workspace_id: UUID, keys: Sequence[str]) -> int:

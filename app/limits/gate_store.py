@@ -118,7 +118,7 @@ parked AS (
   UPDATE pipeline_executions p SET waiting_for = v.why
     FROM verdict v
    WHERE p.id = v.id AND v.why IS NOT NULL AND {_CLAIMABLE.format(run="p")}
-  RETURNING v.why, p.workspace_id),
+  RETURNING v.why, p.workspace_id, p.limit_keys),
 started AS (
   UPDATE limits l
      SET recent_starts = (l.recent_starts || clock_timestamp())[
@@ -130,14 +130,14 @@ started AS (
 SELECT claimed.*,
        (SELECT why FROM parked) AS waiting_for,
        (SELECT workspace_id FROM parked) AS parked_in,
+       (SELECT limit_keys FROM parked) AS parked_keys,
        (SELECT extract(epoch FROM w.next_attempt_at - now())::float8
           FROM pipeline_executions w
          WHERE w.id = %(run_id)s AND w.status IN ('pending', 'retrying')
            AND w.next_attempt_at > now()) AS wait_seconds,
        (SELECT greatest(0, extract(epoch FROM (why ->> 'until')::timestamptz
                                    - clock_timestamp()))::float8
-          FROM parked WHERE why ->> 'kind' = 'rate') AS opens_in,
-       (SELECT count(*) FROM started) AS rate_starts
+          FROM parked WHERE why ->> 'kind' = 'rate') AS opens_in
   FROM (VALUES (1)) AS one LEFT JOIN claimed ON true
 """
 

@@ -270,7 +270,10 @@ def _claim_behind(run_id: UUID, change: str) -> Any:
 def _waits_on_a_lock() -> bool:
     with db.unit_of_work() as conn:
         waiting = conn.execute(
-            sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
         ).scalar_one()
     return bool(waiting)
 
