@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from api import docs, errors, openapi
 from api.limits import BodyLimit, JsonDepthLimit
-from api.routes import health, limits, operations, runs, streams
+from api.routes import health, limits, operations, runs, streams, webhooks
 from app import db, logs
 from app.jsonvalues import MAX_JSON_DEPTH
 from app.pipelines import registry
@@ -52,7 +52,7 @@ def create_app() -> FastAPI:
     api.add_middleware(JsonDepthLimit)  # inside BodyLimit: it only ever holds a bounded body
     api.add_middleware(BodyLimit, max_bytes=get_settings().max_body_bytes)
     errors.install(api)
-    for module in (streams, runs, limits, operations, health):
+    for module in (streams, runs, limits, webhooks, operations, health):
         api.include_router(module.router)
     openapi.install(api)
     docs.install(api)

@@ -13,6 +13,8 @@
 3. Release: every limit key (or workspace cap) with runs waiting on it gets a release, in
    case the wake-up that should have let them go was lost (a worker killed between its
    run's end and the release, a scheduled release whose message was lost).
+4. Late: scheduled runs still pending `late_after_seconds` after their slot raise `run.late`
+   (app/webhooks/outbox.py), each once.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from app import db, logs, monitoring
 from app.limits import gate
 from app.runs import aftermath, dispatch, store
 from app.settings import get_settings
+from app.webhooks import outbox
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,7 @@ class SweepReport:
     rescued: int = 0
     republished: int = 0
     released: int = 0  # waiting runs let go by a release their wake-up did not bring
+    late: int = 0  # scheduled runs found late (run.late)
 
 
 def sweep() -> SweepReport:
@@ -44,13 +48,15 @@ def sweep() -> SweepReport:
         rescued=rescue(),
         republished=republish(),
         released=gate.sweep(get_settings().sweep_seconds),
+        late=mark_late(),
     )
-    if report.rescued or report.republished or report.released:
+    if report.rescued or report.republished or report.released or report.late:
         log.info(
-            "sweep: rescued %d run(s), re-published %d, released %d",
+            "sweep: rescued %d run(s), re-published %d, released %d, found %d late",
             report.rescued,
             report.republished,
             report.released,
+            report.late,
         )
     return report
 
@@ -97,6 +103,11 @@ def republish() -> int:
     sent = dispatch.publish_many(lost)  # in order, stopping at the first it cannot send
     monitoring.count_republished([job.id for job in lost[:sent]])
     return sent
+
+
+def mark_late() -> int:
+    with db.unit_of_work() as conn:
+        return outbox.mark_late(conn, BATCH)
 
 
 def queue_depth(queue: str) -> int:

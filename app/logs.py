@@ -68,6 +68,9 @@ def configure(fmt: str, level: int | str = "INFO") -> None:
         logger.handlers[:] = []
         logger.propagate = True
     logging.captureWarnings(True)
+    # httpx logs every request's full URL at INFO; a webhook URL may carry a token.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def configure_from_settings() -> None:

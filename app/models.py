@@ -25,6 +25,17 @@ PRIORITY_RANK = (
 )
 MAX_LIMIT_KEYS = 8
 TICK_OUTCOMES = ("fired", "skipped_overlap", "missed")
+# What a webhook may subscribe to; `ping` is sent by POST /webhooks/{id}/test to any webhook.
+WEBHOOK_EVENTS = (
+    "run.completed",
+    "run.failed",
+    "run.cancelled",
+    "run.late",
+    "stream.paused",
+    "stream.recovered",
+    "schedule.missed",
+)
+DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
 
 def _uuid_pk() -> sa.Column[object]:
@@ -172,6 +183,9 @@ pipeline_executions = sa.Table(
     # Why a due run has not started: {"kind": concurrency|rate|workspace|overlap, "key",
     # "until"}; null for a run that may start (or has started, or ended).
     sa.Column("waiting_for", JSONB(none_as_null=True)),
+    # When the late pass found this scheduled run not started `late_after_seconds` after
+    # its slot (and raised `run.late`): each run is found late once.
+    sa.Column("late_at", sa.DateTime(timezone=True)),
     sa.Column("completed_at", sa.DateTime(timezone=True)),
     sa.Column(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
@@ -300,4 +314,66 @@ run_tallies = sa.Table(
     sa.Column("name", sa.Text, primary_key=True),
     sa.Column("shard", sa.SmallInteger, primary_key=True),
     sa.Column("value", sa.Double, nullable=False, server_default="0"),
+)
+
+# Webhooks (README: Webhooks). `failures` counts the endpoint's failed attempts in a row and
+# `backoff_until` holds its deliveries back meanwhile: a failing endpoint is tried with one
+# delivery at a time, not with everything it has pending.
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    _uuid_pk(),
+    sa.Column(
+        "workspace_id",
+        UUID(as_uuid=True),
+        sa.ForeignKey("workspaces.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("events", ARRAY(sa.Text), nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("secret", sa.Text, nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("backoff_until", sa.DateTime(timezone=True)),
+    _created_at(),
+    sa.CheckConstraint(
+        "cardinality(events) >= 1 AND events <@ ARRAY["
+        + ", ".join(f"'{event}'" for event in WEBHOOK_EVENTS)
+        + "]::text[]",
+        name="events",
+    ),
+)
+
+# The outbox: one row per event and webhook, written in the transaction of the change that
+# caused the event; `payload` is the event's `data`. Beat delivers the pending ones.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column(
+        "webhook_id",
+        UUID(as_uuid=True),
+        sa.ForeignKey("webhooks.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("event_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("payload", JSONB, nullable=False),
+    sa.Column("status", sa.Text, nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_status_code", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+    sa.Column("delivered_at", sa.DateTime(timezone=True)),
+    _created_at(),
+    sa.CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),
+    # Beat's claim reads only the pending deliveries, soonest first.
+    sa.Index(
+        "ix_webhook_deliveries_due",
+        "next_attempt_at",
+        postgresql_where=sa.text("status = 'pending'"),
+    ),
+    # A webhook's deliveries, newest first; retention deletes the oldest in batches.
+    sa.Index("ix_webhook_deliveries_webhook_created", "webhook_id", "created_at"),
+    sa.Index("ix_webhook_deliveries_created", "created_at"),
 )

@@ -1,4 +1,5 @@
-"""Retention: delete ended runs and schedule ticks older than RUNWAY_RETENTION_DAYS.
+"""Retention: delete ended runs, schedule ticks and webhook deliveries older than
+RUNWAY_RETENTION_DAYS.
 
 The leading beat purges when it starts leading, then hourly (app/schedules/entries.py), on
 its housekeeping thread, so a long purge never delays a tick. `POST /runs/cleanup` deletes
@@ -36,6 +37,7 @@ from app.runs import store as runs_store
 from app.settings import get_settings
 from app.states import RunStatus
 from app.streams import store as streams_store
+from app.webhooks import store as webhooks_store
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +61,11 @@ class Purger:
     delete: DeleteBatch
 
 
-# What retention deletes. Webhook deliveries join here (issue 11).
+# What retention deletes.
 PURGERS: tuple[Purger, ...] = (
     Purger("pipeline_executions", runs_store.delete_ended),
     Purger("schedule_ticks", streams_store.delete_ticks),
+    Purger("webhook_deliveries", webhooks_store.delete_deliveries),
 )
 
 

@@ -43,6 +43,16 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, ge=1024, validation_alias="RUNWAY_MAX_BODY_BYTES")
     # Ended runs, ticks (and deliveries) older than this are deleted; 0 keeps everything.
     retention_days: int = Field(30, ge=0, validation_alias="RUNWAY_RETENTION_DAYS")
+    # Webhooks: attempts per event and endpoint, the first redelivery delay (it doubles, with
+    # jitter, up to an hour), and whether private, loopback and link-local addresses may
+    # receive them.
+    webhook_max_attempts: int = Field(
+        12, ge=1, le=100, validation_alias="RUNWAY_WEBHOOK_MAX_ATTEMPTS"
+    )
+    webhook_retry_base_seconds: float = Field(
+        10, ge=0.1, le=3600, validation_alias="RUNWAY_WEBHOOK_RETRY_BASE_SECONDS"
+    )
+    webhook_allow_private: bool = Field(False, validation_alias="RUNWAY_WEBHOOK_ALLOW_PRIVATE")
 
     @field_validator("pipelines", mode="before")
     @classmethod

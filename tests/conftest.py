@@ -23,6 +23,8 @@ os.environ.update(
         "RUNWAY_LOG_FORMAT": "console",
         "RUNWAY_LOG_LEVEL": "INFO",
         "RUNWAY_PIPELINES": "tests.pipelines",
+        # Webhook receivers in tests listen on 127.0.0.1; the refusal is tested on its own.
+        "RUNWAY_WEBHOOK_ALLOW_PRIVATE": "true",
     }
 )
 # Only the servers are taken from the environment: tests create and drop databases named
@@ -41,4 +43,5 @@ pytest_plugins = [
     "tests.fixtures.redis_server",
     "tests.fixtures.clock",
     "tests.fixtures.secrets",
+    "tests.fixtures.receivers",
 ]

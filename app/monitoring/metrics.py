@@ -27,10 +27,12 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError
 
 from app import db
+from app.models import DELIVERY_STATUSES
 from app.monitoring import flow, tallies
 from app.runs import dispatch, store
 from app.settings import get_settings
 from app.states import TERMINAL, RunStatus
+from app.webhooks import store as webhooks_store
 
 RECENT_FAILURES = 10
 QUEUE_DEPTH_TIMEOUT = 1.0
@@ -105,6 +107,7 @@ class WorkspaceMetrics(Collector):
         with db.unit_of_work() as conn:
             found = tallies.sums(conn, self.workspace_id)
             keys = flow.key_use(conn, self.workspace_id)
+            deliveries = webhooks_store.delivery_stats(conn, self.workspace_id)
         runs = GaugeMetricFamily("runway_runs", "Runs stored, by status.", labels=["status"])
         for state in RunStatus:
             runs.add_metric([state.value], found.get(f"runs:{state.value}", 0))
@@ -116,6 +119,7 @@ class WorkspaceMetrics(Collector):
             yield CounterMetricFamily(f"runway_{name}", documentation, found.get(name, 0))
         yield _ended(found)
         yield from _limit_keys(keys)
+        yield from _deliveries(deliveries)
 
 
 def _ended(found: Mapping[str, float]) -> Metric:
@@ -141,6 +145,22 @@ def _limit_keys(keys: Sequence[flow.KeyUse]) -> Iterator[Metric]:
         waiting.add_metric([use.key], use.waiting)
     yield running
     yield waiting
+
+
+def _deliveries(stats: webhooks_store.DeliveryStats) -> Iterator[Metric]:
+    """The workspace's webhook deliveries stored, by status, and how long the oldest pending
+    one has waited (0 when none is pending)."""
+    stored = GaugeMetricFamily(
+        "runway_webhook_deliveries", "Webhook deliveries stored, by status.", labels=["status"]
+    )
+    for status in DELIVERY_STATUSES:
+        stored.add_metric([status], stats.by_status.get(status, 0))
+    yield stored
+    yield GaugeMetricFamily(
+        "runway_webhook_oldest_pending_seconds",
+        "Age of the oldest webhook delivery not yet delivered nor failed.",
+        value=stats.oldest_pending_seconds,
+    )
 
 
 def _queue_depth() -> Metric:

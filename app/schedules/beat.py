@@ -6,8 +6,9 @@ On every tick the leader
 - calls the ticker, which claims the due streams in Postgres and creates their runs;
 - sleeps until the next stream is due: at most RUNWAY_TICK_SECONDS, and at least a fifth
   of it, so streams due close together are claimed together.
-A beat that is not leading (another holds the lock, or Redis lost it) keeps trying to
-take the lock instead of exiting. Becoming leader re-creates RedBeat's entries, so a Redis
+Every beat, leading or not, also delivers webhooks (app/webhooks/deliverer.py) on threads
+of its own. A beat that is not leading (another holds the lock, or Redis lost it) keeps
+trying to take the lock instead of exiting. Becoming leader re-creates RedBeat's entries, so a Redis
 that restarted empty gets them back, and starts the entries that run on leading (retention).
 """
 
@@ -26,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.schedules import entries, ticker
 from app.settings import get_settings
+from app.webhooks.deliverer import Deliverer
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +46,14 @@ class RunwayScheduler(RedBeatScheduler):  # type: ignore[misc]
         self._redbeat_due = 0.0
         self._local: dict[str, Future[Any]] = {}
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="runway-housekeeping")
+        self._deliverer = Deliverer()
 
     def setup_schedule(self) -> None:
         """RedBeat's entries are set up when this beat becomes leader, not at start-up."""
         self.app.redbeat_conf.schedule = entries.schedule()
 
     def tick(self, **kwargs: Any) -> float:
+        self._deliverer.start()  # here, not at start-up: beat's process is set up by now
         try:
             if not self._lead():
                 return self.tick_seconds
@@ -123,6 +127,7 @@ class RunwayScheduler(RedBeatScheduler):  # type: ignore[misc]
         self._local[task] = self._pool.submit(_run_logged, task, entries.LOCAL[task])
 
     def close(self) -> None:
+        self._deliverer.stop()
         self._pool.shutdown(wait=True, cancel_futures=True)
         try:
             super().close()

@@ -47,6 +47,13 @@ class ScheduleConfig(BaseModel):
     pause_after_failures: Annotated[int, Field(ge=1, le=1000), NOT_BOOLEAN] | None = Field(
         None, description="Pause after N consecutive failed scheduled runs."
     )
+    late_after_seconds: Annotated[int, Field(ge=1, le=MAX_INTERVAL_SECONDS), NOT_BOOLEAN] | None = (
+        Field(
+            None,
+            description="A scheduled run not started this many seconds after its slot raises a "
+            "`run.late` webhook event (once per run).",
+        )
+    )
 
     @field_validator("timezone")
     @classmethod

@@ -2,7 +2,8 @@
 
 One transaction per batch: lock the due streams (FOR UPDATE SKIP LOCKED, so a second beat
 finds nothing), look up their live runs, plan each stream (app/schedules/planner.py), then
-insert runs and ticks and advance `next_scheduled_run`, all set-based. The runs are
+insert runs and ticks (with the `schedule.missed` events of missed ones) and advance
+`next_scheduled_run`, all set-based. The runs are
 published after the commit; a publish that fails is made good by the housekeeping sweep.
 """
 
@@ -25,6 +26,7 @@ from app.schedules.planner import LiveRun, Plan, plan
 from app.settings import get_settings
 from app.states import RunType
 from app.streams import store as streams_store
+from app.webhooks import outbox
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +126,7 @@ def _persist(
             }
             for tick_ in decided.ticks
         ]
-    streams_store.record_ticks(conn, ticks)
+    outbox.schedule_missed(conn, streams_store.record_ticks(conn, ticks))
     streams_store.advance(
         conn,
         [stream.id for stream, _ in plans],

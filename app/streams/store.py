@@ -126,13 +126,21 @@ def advance(
         conn.execute(_ADVANCE, parameters)
 
 
-def record_ticks(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """One row per slot; a slot recorded before (a duplicate tick) keeps its first record."""
-    if rows:
-        statement = pg_insert(ticks).on_conflict_do_nothing(
-            index_elements=[ticks.c.stream_id, ticks.c.scheduled_for]
-        )
+def record_ticks(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """One row per slot; a slot recorded before (a duplicate tick) keeps its first record.
+
+    Returns the ids of the `missed` ticks this call recorded (their events follow).
+    """
+    if not rows:
+        return []
+    statement = pg_insert(ticks).on_conflict_do_nothing(
+        index_elements=[ticks.c.stream_id, ticks.c.scheduled_for]
+    )
+    if not any(row["outcome"] == "missed" for row in rows):
         conn.execute(statement, list(rows))
+        return []
+    recorded = conn.execute(statement.returning(ticks.c.id, ticks.c.outcome), list(rows))
+    return [tick_id for tick_id, outcome in recorded if outcome == "missed"]
 
 
 # One statement: pause only if the stream is enabled, asks for auto-pause, and its last N

@@ -1,0 +1,1 @@
+"""Signed webhooks: events written with the changes that cause them, delivered by beat."""
