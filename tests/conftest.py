@@ -28,11 +28,14 @@ os.environ.update(
     }
 )
 # Only the servers are taken from the environment: tests create and drop databases named
-# runway_test_*, and flush Redis database 14, never the ones the URLs name.
+# runway_test_*, and flush Redis database 14 (RUNWAY_TEST_REDIS_DB, to run two sessions at
+# once), never the ones the URLs name.
 _database = make_url(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))
 os.environ["DATABASE_URL"] = _database.set(database="runway_test").render_as_string(False)
 _redis = urlsplit(os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
-os.environ["REDIS_URL"] = urlunsplit(_redis._replace(path="/14"))
+os.environ["REDIS_URL"] = urlunsplit(
+    _redis._replace(path="/" + os.environ.get("RUNWAY_TEST_REDIS_DB", "14"))
+)
 os.environ.pop("REDBEAT_REDIS_URL", None)
 
 pytest_plugins = [
