@@ -10,7 +10,7 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.engine import Row
 
-from app.webhooks.destinations import MAX_URL_LENGTH
+from app.webhooks.destinations import MAX_URL_LENGTH, URL_PATTERN
 from app.webhooks.service import MAX_DESCRIPTION
 
 EventType = Literal[
@@ -35,20 +35,21 @@ class WebhookIn(BaseModel):
 
     url: Annotated[
         str,
-        StringConstraints(min_length=1, max_length=MAX_URL_LENGTH, pattern=r"^[hH][tT][tT][pP]"),
+        StringConstraints(min_length=1, max_length=MAX_URL_LENGTH, pattern=URL_PATTERN),
     ] = Field(
-        description="Where events are POSTed: an `http` or `https` URL without credentials or "
-        "fragment. Unless the server allows it (RUNWAY_WEBHOOK_ALLOW_PRIVATE), a host that "
-        "resolves to a private, loopback or link-local address is refused (422)."
+        description="Where events are POSTed: an `http` or `https` URL with a host name or "
+        "IPv4 address, in printable ASCII, without credentials or fragment. Unless the server "
+        "allows it (RUNWAY_WEBHOOK_ALLOW_PRIVATE), a host that is or resolves to a private, "
+        "loopback or link-local address is refused (422)."
     )
     events: Annotated[
         list[EventType],
         Field(min_length=1, max_length=7, json_schema_extra={"uniqueItems": True}),
         AfterValidator(_unique),
     ] = Field(description="The events to send, each once.")
-    description: Annotated[str, StringConstraints(max_length=MAX_DESCRIPTION)] | None = Field(
-        None, description="For people: what the endpoint is."
-    )
+    description: (
+        Annotated[str, StringConstraints(max_length=MAX_DESCRIPTION, pattern=r"^[^\x00]*$")] | None
+    ) = Field(None, description="For people: what the endpoint is.")
 
 
 class WebhookOut(BaseModel):

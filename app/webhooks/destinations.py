@@ -25,6 +25,19 @@ MAX_URL_LENGTH = 2048
 
 Address = IPv4Address | IPv6Address
 
+_PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+# Every URL check below, as one pattern (the API's schema states it): http or https, a host
+# name or IPv4 address, an optional port, then printable ASCII without `#` (percent-encode
+# the rest). IPv6 literals are not taken: give such a host a DNS name.
+URL_PATTERN = (
+    r"^[hH][tT][tT][pP][sS]?://[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?"
+    rf"(?::{_PORT})?(?:[/?][!-\"$-~]*)?$"
+)
+_URL = re.compile(URL_PATTERN)
+_UNMATCHED = (
+    "must have a host name or IPv4 address (not an IPv6 one) and only printable ASCII "
+    "(percent-encode other characters)"
+)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HOST_NAME = re.compile(r"[a-z0-9._-]+")
 _NAT64 = IPv6Network("64:ff9b::/96")
@@ -93,6 +106,8 @@ def check_url(url: str, field: str = "url") -> SplitResult:
     problem = _host_problem(parts.hostname)
     if problem is not None:
         raise InvalidInput(field, problem)
+    if not _URL.fullmatch(url):
+        raise InvalidInput(field, _UNMATCHED)
     return parts
 
 

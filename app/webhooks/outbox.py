@@ -66,14 +66,17 @@ def schedule_missed(conn: Connection, tick_ids: Sequence[int]) -> None:
         conn.execute(_SCHEDULE_MISSED, {"tick_ids": list(tick_ids)})
 
 
-# The late pass: scheduled runs still pending `late_after_seconds` after their slot, each
-# marked once (late_at) in the statement that writes its `run.late`. Pending runs are few
-# and found along the index on live runs; rows a claim holds are skipped (it is starting).
+# The late pass: scheduled runs still pending `late_after_seconds` after their slot, in
+# workspaces with a webhook for `run.late`, each marked once (late_at) in the statement that
+# writes its event. Pending runs are few and found along the index on live runs; rows a
+# claim holds are skipped (it is starting).
 _LATE = sa.text("""
 WITH candidates AS (
     SELECT p.id FROM pipeline_executions p JOIN research_streams s ON s.id = p.stream_id
      WHERE p.status = 'pending' AND p.run_type = 'scheduled' AND p.late_at IS NULL
        AND jsonb_typeof(s.schedule_config -> 'late_after_seconds') = 'number'
+       AND EXISTS (SELECT 1 FROM webhooks w
+                    WHERE w.workspace_id = p.workspace_id AND 'run.late' = ANY(w.events))
        AND p.scheduled_for < now() - make_interval(
                secs => (s.schedule_config ->> 'late_after_seconds')::float8)
      ORDER BY p.scheduled_for

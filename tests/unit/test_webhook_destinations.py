@@ -60,6 +60,8 @@ TLS_HOST = "hooks.example.test"
         ("https://exämple.com/", "xn--"),
         ("https://exa<mple.com/", "valid host name"),
         ("https://example..com/", "valid host name"),
+        ("http://[2606:4700::1111]:8080/", "not an IPv6 one"),
+        ("https://example.com/caf\u00e9", "printable ASCII"),
     ],
 )
 def test_unacceptable_urls_are_refused(url: str, message: str) -> None:
@@ -77,7 +79,6 @@ def test_unacceptable_urls_are_refused(url: str, message: str) -> None:
         "HTTPS://Example.COM/hook",
         "https://hooks.example.com:8443/a/b?x=1&y=%20",
         "http://127.0.0.1:1/hook",
-        "http://[2606:4700::1111]:65535/",
         "https://xn--exmple-cua.com/hook",
         "https://example.com/" + "a" * (MAX_URL_LENGTH - len("https://example.com/")),
     ],
