@@ -46,10 +46,10 @@ def prepare() -> uuid.UUID:
         )
 
 
-def set_triggers(enabled: bool) -> None:
+def set_triggers(enabled: bool, triggers: tuple[str, ...] = TRIGGERS) -> None:
     verb = "ENABLE" if enabled else "DISABLE"
     with db.unit_of_work() as conn:
-        for trigger in TRIGGERS:
+        for trigger in triggers:
             conn.execute(sa.text(f"ALTER TABLE pipeline_executions {verb} TRIGGER {trigger}"))
 
 

@@ -7,8 +7,8 @@ Run events are written by a trigger on `pipeline_executions`, so every statement
 a run (a worker's final write, the sweep's rescue, a cancel, a bulk cancel) writes its
 `run.completed`, `run.failed` or `run.cancelled` in its own transaction, and nothing that
 rolls back ever produces one. The same trigger writes `stream.recovered` when a scheduled run
-completes and the stream's previous ended scheduled run had failed. It costs one look at
-`webhooks` per statement that changes a run's status while no workspace has a webhook.
+completes and the stream's previous ended scheduled run had failed. A statement that ends no
+run of a workspace with a webhook (a claim, a heartbeat) costs it one look at its own rows.
 
 The events carry the run, stream and tick as the HTTP API shows them (`runway_run_json`,
 `runway_stream_json` without `upcoming`, `runway_tick_json`); times in UTC, ISO 8601.
@@ -95,7 +95,13 @@ _FUNCTIONS = {
 _RUN_EVENTS = f"""
     CREATE FUNCTION webhook_run_events() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-      IF NOT EXISTS (SELECT 1 FROM webhooks) THEN RETURN NULL; END IF;
+      -- Most statements (claims, heartbeats, progress) end no run: out at once.
+      IF NOT EXISTS (SELECT 1 FROM new_rows n
+                      WHERE n.status IN {_ENDED}
+                        AND EXISTS (SELECT 1 FROM webhooks w
+                                     WHERE w.workspace_id = n.workspace_id)) THEN
+        RETURN NULL;
+      END IF;
       WITH ended AS (
           SELECT n FROM old_rows o JOIN new_rows n ON n.id = o.id
            WHERE n.status IS DISTINCT FROM o.status AND n.status IN {_ENDED}

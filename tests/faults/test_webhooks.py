@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socketserver
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -295,6 +297,88 @@ def test_slow_endpoint_does_not_delay_deliveries_to_another(
     timed_out = f"no answer within {sending.TIMEOUT_SECONDS:g} s"
     assert any(d["last_error"] == timed_out for d in slow_outbox), slow_outbox
     assert sum(d["attempts"] for d in slow_outbox) <= 2, "more than one attempt at a time"
+
+
+class _Trickle(socketserver.StreamRequestHandler):
+    """Answers 200 at once, then sends its headers one line a second: every read gets bytes
+    well within the timeout, but the whole answer takes `TrickleReceiver.seconds`."""
+
+    server: TrickleReceiver
+
+    def handle(self) -> None:
+        length = 0
+        while (line := self.rfile.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        self.rfile.read(length)
+        self.server.arrivals.append(time.monotonic())
+        self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        for number in range(self.server.seconds):
+            if self.server.stopping.wait(1):
+                return
+            self.wfile.write(b"X-Line-%d: still answering\r\n" % number)
+        self.wfile.write(b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+
+
+class TrickleReceiver(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, seconds: int) -> None:
+        super().__init__(("127.0.0.1", 0), _Trickle)
+        self.seconds = seconds
+        self.arrivals: list[float] = []
+        self.stopping = threading.Event()
+        threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hook"
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.shutdown()
+        self.server_close()
+
+
+@pytest.fixture
+def trickling() -> Iterator[TrickleReceiver]:
+    """A receiver whose 200 takes 14 s to arrive, a line a second."""
+    receiver = TrickleReceiver(seconds=14)
+    yield receiver
+    receiver.stop()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="app/webhooks/sending.py: httpx.Timeout(TIMEOUT_SECONDS) bounds each read, not the "
+    "answer: a 2xx that takes 14 s to arrive is recorded delivered (SPEC: a 2xx within 10 s)",
+)
+def test_answer_that_takes_longer_than_the_timeout_is_not_a_delivery(
+    scenario: Scenario,
+    api: TestClient,
+    auth: dict[str, str],
+    trickling: TrickleReceiver,
+) -> None:
+    response = api.post(
+        "/webhooks", json={"url": trickling.url, "events": ["run.completed"]}, headers=auth
+    )
+    assert response.status_code == 201, response.text
+    hook = Hook(response.json()["id"], response.json()["secret"])
+    scenario.spawn("beat")
+    scenario.worker(1)
+    scenario.runs("builtin.noop")
+    wait_for(lambda: trickling.arrivals, 30, "the first attempt")
+
+    def outcome() -> dict[str, Any] | None:
+        [found] = deliveries(api, auth, hook)
+        return found if found["status"] != "pending" or found["last_error"] else None
+
+    first = wait_for(outcome, 2 * sending.TIMEOUT_SECONDS + 10, "the first attempt's outcome")
+    print(f"\na 200 trickled over {trickling.seconds}s: recorded {first}")
+    assert first["status"] == "pending", f"an answer over {trickling.seconds}s counted: {first}"
+    assert first["last_error"] == f"no answer within {sending.TIMEOUT_SECONDS:g} s"
 
 
 # 5 and 6. Late scheduled runs.
