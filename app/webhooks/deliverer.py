@@ -7,7 +7,7 @@ a whole (`webhooks.backoff_until`), so while it is down only one of its deliveri
 at a time, and the others keep their attempts for when it is back.
 
 Every beat process delivers, leading or not: a claim leases its row in Postgres
-(LEASE_SECONDS), so two beats never send one delivery at once, and a beat that dies while
+(LEASE_SECONDS), so two beats do not send one delivery at once, and a beat that dies while
 sending leaves the row to be sent again once the lease is over, with the same event id.
 """
 
@@ -32,8 +32,11 @@ log = logging.getLogger(__name__)
 
 SENDERS = 8
 POLL_SECONDS = 0.5
-# Longer than an attempt can take (sending.TIMEOUT_SECONDS), with room to record it.
-LEASE_SECONDS = 30.0
+# Longer than an attempt can take (httpx's timeout bounds each phase: connect, send, answer,
+# each sending.TIMEOUT_SECONDS), with room to record it.
+LEASE_SECONDS = 60.0
+# After Postgres failed to answer a claim: wait this long before the next (and log once).
+OUTAGE_PAUSE_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 3600.0
 
 
@@ -72,7 +75,13 @@ class Deliverer:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            if not self.claim_once():
+            try:
+                claimed = self.claim_once()
+            except (SQLAlchemyError, psycopg.Error) as error:
+                log.warning("webhooks: cannot claim deliveries, trying again: %s", error)
+                self._stopping.wait(OUTAGE_PAUSE_SECONDS)
+                continue
+            if not claimed:
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()
 
@@ -82,12 +91,8 @@ class Deliverer:
             busy, free = set(self._busy), self.senders - len(self._busy)
         if free <= 0:
             return 0
-        try:
-            with db.unit_of_work() as conn:
-                claimed = store.claim_due(conn, busy, free, LEASE_SECONDS)
-        except (SQLAlchemyError, psycopg.Error) as error:
-            log.warning("webhooks: cannot claim deliveries, trying again: %s", error)
-            return 0
+        with db.unit_of_work() as conn:
+            claimed = store.claim_due(conn, busy, free, LEASE_SECONDS)
         assert self._pool is not None
         for delivery in claimed:
             with self._lock:

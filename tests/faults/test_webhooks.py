@@ -1,11 +1,13 @@
 """Webhooks under faults (SPEC: Webhooks; guarantee 12): every event reaches every matching
 endpoint at least once, through killed workers, a killed beat, an endpoint that is down or
-slow, and runs held back long enough to be late.
+slow, and runs held back long enough to be late; and an answer that arrives a line at a time,
+past the 10 s an attempt has, is not a delivery.
 
 Each scenario runs real subprocesses: a beat, which delivers (app/webhooks/deliverer.py) and
 sweeps, and, where runs must execute, a worker; with the test timings (heartbeat 1 s, lease
 5 s, sweep 2 s, webhook retry base 1 s). Endpoints are local HTTP receivers
-(tests/fixtures/receivers.py) subscribed through the API; what they receive is checked
+(tests/fixtures/receivers.py, and a raw one here that trickles its answer) subscribed
+through the API; what they receive is checked
 against the webhook's secret (`app.webhooks.signing.verify`), and the outbox is read back
 through GET /webhooks/{id}/deliveries. Each test prints what it measured (run with -s).
 """
