@@ -108,4 +108,6 @@ def _read_bounded(response: httpx.Response, deadline: float) -> str:
 
 
 def _utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """As the API writes times (and migration 0007's runway_utc): no fraction when it is 0."""
+    pattern = "%Y-%m-%dT%H:%M:%S.%fZ" if moment.microsecond else "%Y-%m-%dT%H:%M:%SZ"
+    return moment.astimezone(UTC).strftime(pattern)

@@ -11,7 +11,8 @@ completes and the stream's previous ended scheduled run had failed. A statement 
 run of a workspace with a webhook (a claim, a heartbeat) costs it one look at its own rows.
 
 The events carry the run, stream and tick as the HTTP API shows them (`runway_run_json`,
-`runway_stream_json` without `upcoming`, `runway_tick_json`); times in UTC, ISO 8601.
+`runway_stream_json` without `upcoming`, `runway_tick_json`); times in UTC, ISO 8601, as
+the API writes them (no fraction on a whole second).
 
 `pipeline_executions.late_at` records when the late pass found a scheduled run not started
 `late_after_seconds` after its slot, so each run raises `run.late` once.
@@ -50,7 +51,10 @@ _FUNCTIONS = {
     "runway_utc(timestamptz)": """
         CREATE FUNCTION runway_utc(at timestamptz) RETURNS text
         LANGUAGE sql STABLE STRICT AS $$
-            SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') $$""",
+            SELECT to_char(at AT TIME ZONE 'UTC',
+                           CASE WHEN extract(microseconds FROM at)::bigint % 1000000 = 0
+                                THEN 'YYYY-MM-DD"T"HH24:MI:SS"Z"'
+                                ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"' END) $$""",
     "runway_run_json(jsonb)": """
         CREATE FUNCTION runway_run_json(stored jsonb) RETURNS jsonb
         LANGUAGE sql STABLE AS $$

@@ -318,11 +318,6 @@ def test_run_completed_is_delivered_signed_with_the_run_as_the_api_shows_it(
     assert [row.event_id for row in outbox()] == [UUID(event["id"])]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runway_utc (migration 0007) always writes six fraction digits; the API (pydantic) "
-    "omits the fraction of a whole second, so data.run differs from GET /runs/{id}",
-)
 def test_an_events_run_equals_the_api_json_even_at_a_whole_second(
     api: TestClient, auth: Headers, make_stream: Callable[..., Json], receivers: Receivers
 ) -> None:
