@@ -7,6 +7,7 @@ from functools import cached_property
 from typing import Any
 
 from celery import Celery, signals
+from redbeat.schedulers import acquire_distributed_beat_lock
 
 from app import db, flower, logs
 from app.pipelines import registry
@@ -31,6 +32,10 @@ app = Runway("runway")
 app.config_from_object("celeryconfig")
 # `celery -A app flower` listens on loopback unless told otherwise (see app/flower.py).
 flower.listen_on_loopback()
+# RedBeat makes a beat that does not lead wait at start-up, blocked, until it takes the
+# lock. Runway's scheduler takes the lock itself, never blocking (app/schedules/beat.py), so
+# a beat that waits to lead still delivers webhooks and takes over at its next tick.
+signals.beat_init.disconnect(acquire_distributed_beat_lock)
 
 
 @signals.setup_logging.connect

@@ -367,10 +367,12 @@ webhook_deliveries = sa.Table(
     sa.Column("delivered_at", sa.DateTime(timezone=True)),
     _created_at(),
     sa.CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),
-    # Beat's claim reads only the pending deliveries, soonest first.
+    # Beat's claim: the webhooks with pending deliveries, and each one's oldest (also the
+    # age /metrics reports); a dead endpoint's backlog is never walked.
     sa.Index(
-        "ix_webhook_deliveries_due",
-        "next_attempt_at",
+        "ix_webhook_deliveries_pending",
+        "webhook_id",
+        "created_at",
         postgresql_where=sa.text("status = 'pending'"),
     ),
     # A webhook's deliveries, newest first; retention deletes the oldest in batches.

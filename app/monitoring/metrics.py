@@ -27,7 +27,6 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError
 
 from app import db
-from app.models import DELIVERY_STATUSES
 from app.monitoring import flow, tallies
 from app.runs import dispatch, store
 from app.settings import get_settings
@@ -107,7 +106,7 @@ class WorkspaceMetrics(Collector):
         with db.unit_of_work() as conn:
             found = tallies.sums(conn, self.workspace_id)
             keys = flow.key_use(conn, self.workspace_id)
-            deliveries = webhooks_store.delivery_stats(conn, self.workspace_id)
+            pending = webhooks_store.pending(conn, self.workspace_id)
         runs = GaugeMetricFamily("runway_runs", "Runs stored, by status.", labels=["status"])
         for state in RunStatus:
             runs.add_metric([state.value], found.get(f"runs:{state.value}", 0))
@@ -119,7 +118,7 @@ class WorkspaceMetrics(Collector):
             yield CounterMetricFamily(f"runway_{name}", documentation, found.get(name, 0))
         yield _ended(found)
         yield from _limit_keys(keys)
-        yield from _deliveries(deliveries)
+        yield from _deliveries(pending, found)
 
 
 def _ended(found: Mapping[str, float]) -> Metric:
@@ -147,19 +146,26 @@ def _limit_keys(keys: Sequence[flow.KeyUse]) -> Iterator[Metric]:
     yield waiting
 
 
-def _deliveries(stats: webhooks_store.DeliveryStats) -> Iterator[Metric]:
-    """The workspace's webhook deliveries stored, by status, and how long the oldest pending
-    one has waited (0 when none is pending)."""
-    stored = GaugeMetricFamily(
-        "runway_webhook_deliveries", "Webhook deliveries stored, by status.", labels=["status"]
+def _deliveries(pending: webhooks_store.Pending, found: Mapping[str, float]) -> Iterator[Metric]:
+    """The workspace's webhook deliveries: ended, by outcome (from the tallies the deliverer
+    keeps), pending now, and how long the oldest pending one has waited (0: none)."""
+    ended = CounterMetricFamily(
+        "runway_webhook_deliveries",
+        "Webhook deliveries that ended, by outcome (failed: attempts used up).",
+        labels=["status"],
     )
-    for status in DELIVERY_STATUSES:
-        stored.add_metric([status], stats.by_status.get(status, 0))
-    yield stored
+    for status in ("delivered", "failed"):
+        ended.add_metric([status], found.get(f"webhooks:{status}", 0))
+    yield ended
+    yield GaugeMetricFamily(
+        "runway_webhook_deliveries_pending",
+        "Webhook deliveries waiting to be delivered (or tried again).",
+        value=pending.count,
+    )
     yield GaugeMetricFamily(
         "runway_webhook_oldest_pending_seconds",
         "Age of the oldest webhook delivery not yet delivered nor failed.",
-        value=stats.oldest_pending_seconds,
+        value=pending.oldest_seconds,
     )
 
 

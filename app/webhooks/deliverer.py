@@ -1,10 +1,11 @@
 """Beat's webhook deliverer: sends the outbox's pending deliveries, on threads of its own.
 
 One thread claims due deliveries from Postgres and hands each to a pool of SENDERS threads.
-Beat's ticks never wait for it, nor it for them. Per webhook, one attempt at a time: a slow
-endpoint holds one sender, never the others' deliveries. An endpoint that fails backs off as
-a whole (`webhooks.backoff_until`), so while it is down only one of its deliveries is tried
-at a time, and the others keep their attempts for when it is back.
+Beat's ticks never wait for it, nor it for them. Per webhook, one attempt at a time, and per
+workspace at most PER_WORKSPACE: a slow endpoint holds one sender (for TIMEOUT_SECONDS at
+most), and no tenant can hold them all. An endpoint that fails backs off as a whole
+(`webhooks.backoff_until`), so while it is down only one of its deliveries is tried at a
+time, and the others keep their attempts for when it is back.
 
 Every beat process delivers, leading or not: a claim leases its row in Postgres
 (LEASE_SECONDS), so two beats do not send one delivery at once, and a beat that dies while
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from uuid import UUID
 
@@ -26,15 +28,16 @@ from app import db
 from app.runs.outcome import RetryPolicy
 from app.settings import get_settings
 from app.webhooks import sending, store
-from app.webhooks.store import Delivery
+from app.webhooks.store import Delivery, Room
 
 log = logging.getLogger(__name__)
 
-SENDERS = 8
+SENDERS = 16
+PER_WORKSPACE = 4
 POLL_SECONDS = 0.5
-# Longer than an attempt can take (httpx's timeout bounds each phase: connect, send, answer,
-# each sending.TIMEOUT_SECONDS), with room to record it.
-LEASE_SECONDS = 60.0
+# Longer than an attempt can take (sending.TIMEOUT_SECONDS, and a DNS lookup), with room to
+# record it.
+LEASE_SECONDS = 30.0
 # After Postgres failed to answer a claim: wait this long before the next (and log once).
 OUTAGE_PAUSE_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 3600.0
@@ -48,7 +51,7 @@ class Deliverer:
         self.allow_private = settings.webhook_allow_private
         self.max_attempts = settings.webhook_max_attempts
         self.policy = RetryPolicy(settings.webhook_retry_base_seconds, MAX_BACKOFF_SECONDS)
-        self._busy: set[UUID] = set()
+        self._busy: dict[UUID, UUID] = {}  # webhooks with an attempt in flight: workspace
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -57,10 +60,12 @@ class Deliverer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        if self._thread is not None:
+        """Start delivering, or start again if the claiming thread died."""
+        if self._thread is not None and self._thread.is_alive():
             return
-        self._client = sending.new_client()
-        self._pool = ThreadPoolExecutor(self.senders, thread_name_prefix="runway-webhook")
+        if self._client is None:
+            self._client = sending.new_client()
+            self._pool = ThreadPoolExecutor(self.senders, thread_name_prefix="runway-webhook")
         self._thread = threading.Thread(target=self._run, name="runway-webhooks", daemon=True)
         self._thread.start()
 
@@ -81,6 +86,10 @@ class Deliverer:
                 log.warning("webhooks: cannot claim deliveries, trying again: %s", error)
                 self._stopping.wait(OUTAGE_PAUSE_SECONDS)
                 continue
+            except Exception:
+                log.exception("webhooks: claiming failed unexpectedly; trying again")
+                self._stopping.wait(OUTAGE_PAUSE_SECONDS)
+                continue
             if not claimed:
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()
@@ -88,15 +97,21 @@ class Deliverer:
     def claim_once(self) -> int:
         """Claim what the free senders can take and start sending it; how many."""
         with self._lock:
-            busy, free = set(self._busy), self.senders - len(self._busy)
-        if free <= 0:
+            busy = set(self._busy)
+            in_flight = Counter(self._busy.values())
+        room = Room(
+            total=self.senders - len(busy),
+            per_workspace=PER_WORKSPACE,
+            crowded={ws: max(0, PER_WORKSPACE - n) for ws, n in in_flight.items()},
+        )
+        if room.total <= 0:
             return 0
         with db.unit_of_work() as conn:
-            claimed = store.claim_due(conn, busy, free, LEASE_SECONDS)
+            claimed = store.claim_due(conn, busy, room, LEASE_SECONDS, self.max_attempts)
         assert self._pool is not None
         for delivery in claimed:
             with self._lock:
-                self._busy.add(delivery.webhook_id)
+                self._busy[delivery.webhook_id] = delivery.workspace_id
             self._pool.submit(self._deliver, delivery)
         return len(claimed)
 
@@ -109,7 +124,7 @@ class Deliverer:
             log.exception("webhooks: %r failed unexpectedly; its lease brings it back", delivery)
         finally:
             with self._lock:
-                self._busy.discard(delivery.webhook_id)
+                self._busy.pop(delivery.webhook_id, None)
             self._wake.set()
 
     def _record(self, delivery: Delivery, attempt: sending.Attempt) -> None:

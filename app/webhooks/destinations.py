@@ -29,14 +29,18 @@ _PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-
 # Every URL check below, as one pattern (the API's schema states it): http or https, a host
 # name or IPv4 address, an optional port, then printable ASCII without `#` (percent-encode
 # the rest). IPv6 literals are not taken: give such a host a DNS name.
-URL_PATTERN = (
-    r"^[hH][tT][tT][pP][sS]?://[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?"
-    rf"(?::{_PORT})?(?:[/?][!-\"$-~]*)?$"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+# A DNS name whose last label has a letter (resolvers read all-digit names as IPv4 numbers
+# in other notations: `2130706433` is 127.0.0.1), or an IPv4 address in dotted quads.
+_HOST = (
+    r"(?:(?:[A-Za-z0-9_-]+\.)*[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*\.?"
+    rf"|{_OCTET}(?:\.{_OCTET}){{3}})"
 )
+URL_PATTERN = rf"^[hH][tT][tT][pP][sS]?://{_HOST}(?::{_PORT})?(?:[/?][!-\"$-~]*)?$"
 _URL = re.compile(URL_PATTERN)
 _UNMATCHED = (
-    "must have a host name or IPv4 address (not an IPv6 one) and only printable ASCII "
-    "(percent-encode other characters)"
+    "must have a host name (its last label with a letter) or an IPv4 address in dotted "
+    "quads, not an IPv6 one, and only printable ASCII (percent-encode other characters)"
 )
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HOST_NAME = re.compile(r"[a-z0-9._-]+")
@@ -115,7 +119,7 @@ def _pool() -> ThreadPoolExecutor:
     global _executor  # noqa: PLW0603 - created on first use, then shared
     with _executor_lock:
         if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook-dns")
+            _executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="webhook-dns")
         return _executor
 
 
@@ -194,7 +198,7 @@ def public_addresses(
     for address in addresses:
         if not is_public(address):
             raise Refused(
-                f"{host} resolves to a private, loopback or link-local address ({address})"
+                f"{host} is or resolves to a private, loopback or link-local address ({address})"
             )
     return addresses
 
@@ -207,9 +211,13 @@ def check_destination(url: str, *, allow_private: bool, field: str = "url") -> N
     host = parts.hostname or ""
     port = parts.port or _DEFAULT_PORTS[parts.scheme.lower()]
     try:
-        public_addresses(host, port, allow_private=False)
-    except Refused as exc:
-        raise InvalidInput(field, exc.reason) from None
+        addresses = resolve(host, port)
+    except Refused:
+        return  # not (yet) in DNS: its deliveries fail, and say so, until it is
+    for address in addresses:
+        if not is_public(address):
+            reason = f"{host} is or resolves to a private, loopback or link-local address"
+            raise InvalidInput(field, f"{reason} ({address})")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ by a trigger on `pipeline_executions` (migration 0007), so no statement that end
 forget them. The others are written here: `stream.paused` with the pause, `schedule.missed`
 with the tick, `run.late` by the late pass, `ping` on request. An event is one row per
 subscribed webhook, all with the same event id; a workspace without a subscriber gets none.
+Each statement locks the webhooks it writes for (KEY SHARE): a webhook being deleted is
+waited for and skipped, so a delete never fails the change that causes an event.
 The run, stream and tick in an event are rendered by SQL functions of migration 0007, as
 the HTTP API shows them (a stream without `upcoming`).
 """
@@ -22,7 +24,8 @@ from sqlalchemy.engine import Connection
 
 _PING = sa.text("""
 INSERT INTO webhook_deliveries (webhook_id, event_id, type, payload)
-VALUES (:webhook_id, :event_id, 'ping', :payload)
+SELECT w.id, :event_id, 'ping', :payload FROM webhooks w WHERE w.id = :webhook_id
+   FOR KEY SHARE OF w
 """).bindparams(sa.bindparam("payload", type_=JSONB))
 
 
@@ -37,6 +40,7 @@ SELECT w.id, :event_id, 'stream.paused',
   FROM research_streams s
   JOIN webhooks w ON w.workspace_id = s.workspace_id AND 'stream.paused' = ANY(w.events)
  WHERE s.id = :stream_id
+   FOR KEY SHARE OF w
 """)
 
 
@@ -57,6 +61,7 @@ INSERT INTO webhook_deliveries (webhook_id, event_id, type, payload)
 SELECT w.id, events.event_id, 'schedule.missed', events.payload
   FROM events
   JOIN webhooks w ON w.workspace_id = events.workspace_id AND 'schedule.missed' = ANY(w.events)
+   FOR KEY SHARE OF w
 """)
 
 
@@ -99,6 +104,7 @@ written AS (
     SELECT w.id, events.event_id, 'run.late', events.payload
       FROM events
       JOIN webhooks w ON w.workspace_id = events.workspace_id AND 'run.late' = ANY(w.events)
+       FOR KEY SHARE OF w
     RETURNING 1)
 SELECT count(*) FROM events
 """)

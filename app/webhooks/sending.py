@@ -2,17 +2,25 @@
 
 The destination is resolved here, checked (no private address unless allowed), and the
 request goes to the address that was checked, so a DNS answer that changes between the
-check and the connection cannot send it elsewhere. Redirects are not followed; a 2xx within
-TIMEOUT_SECONDS delivers; anything else is an error to retry. At most
-MAX_RESPONSE_BYTES of the answer are read, and only for the error message.
+check and the connection cannot send it elsewhere. Every attempt opens its own connection
+(no keep-alive: a connection checked for one host is never reused for another that shares
+its address). Redirects are not followed. A 2xx within TIMEOUT_SECONDS, all told, delivers:
+a watchdog cuts the connection at the deadline, however slowly the answer trickles in.
+Anything else is an error to retry. At most MAX_RESPONSE_BYTES of the answer are read, as
+sent (no decompression), and only for the error message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -46,12 +54,17 @@ def body(delivery: Delivery) -> bytes:
 
 
 def new_client() -> httpx.Client:
-    """Shared by every attempt of a process (thread-safe, keeps connections alive)."""
+    """Shared by every attempt of a process (thread-safe); no connection is kept alive."""
     return httpx.Client(
         timeout=httpx.Timeout(TIMEOUT_SECONDS),
+        limits=httpx.Limits(max_keepalive_connections=0),
         follow_redirects=False,
         trust_env=False,  # no proxy from the environment: the checked address is the peer
-        headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
+        headers={
+            "User-Agent": USER_AGENT,
+            "Content-Type": "application/json",
+            "Accept-Encoding": "identity",
+        },
     )
 
 
@@ -79,30 +92,71 @@ def _post(
     headers: dict[str, str],
     content: bytes,
 ) -> Attempt:
-    deadline = time.monotonic() + TIMEOUT_SECONDS
+    watchdog = _Watchdog(TIMEOUT_SECONDS)
+    extensions = {**pinned.extensions, "trace": watchdog.trace}
     try:
         with client.stream(
-            "POST", pinned.url, content=content, headers=headers, extensions=pinned.extensions
+            "POST", pinned.url, content=content, headers=headers, extensions=extensions
         ) as response:
-            answer = _read_bounded(response, deadline)
-    except httpx.TimeoutException:
-        return Attempt(False, error=f"no answer within {TIMEOUT_SECONDS:g} s")
+            answer = _read_bounded(response)
     except httpx.HTTPError as error:
+        if isinstance(error, httpx.TimeoutException) or watchdog.fired:
+            return Attempt(False, error=f"no answer within {TIMEOUT_SECONDS:g} s")
         return Attempt(False, error=f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS])
-    if response.is_success:
+    finally:
+        watchdog.cancel()
+    if response.is_success and not watchdog.fired:
         return Attempt(True, response.status_code)
     detail = f"HTTP {response.status_code}: {answer}".strip().removesuffix(":")
     return Attempt(False, response.status_code, detail[:MAX_ERROR_CHARS])
 
 
-def _read_bounded(response: httpx.Response, deadline: float) -> str:
-    """The start of the answer, read up to MAX_RESPONSE_BYTES and while time is left."""
+class _Watchdog:
+    """Cuts the attempt's connection when its time is up. httpx's timeouts bound each read
+    and write, not the whole: an answer sent a byte at a time would never time out."""
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def trace(self, event: str, info: Mapping[str, Any]) -> None:
+        """httpcore's trace hook: note each connection's socket as it is opened."""
+        if event == "connection.connect_tcp.complete":
+            stream = info.get("return_value")
+            found = None if stream is None else stream.get_extra_info("socket")
+            with self._lock:
+                if isinstance(found, socket.socket):
+                    self._sockets.append(found)
+                    if self.fired:
+                        self._shut(found)
+
+    def _cut(self) -> None:
+        with self._lock:
+            self.fired = True
+            for each in self._sockets:
+                self._shut(each)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # already closed
+            sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked reading it
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _read_bounded(response: httpx.Response) -> str:
+    """The start of a failure's answer, up to MAX_RESPONSE_BYTES as sent (no decoding)."""
     if response.is_success:
         return ""
     received = b""
-    for chunk in response.iter_bytes():
+    for chunk in response.iter_raw():
         received += chunk
-        if len(received) >= MAX_RESPONSE_BYTES or time.monotonic() > deadline:
+        if len(received) >= MAX_RESPONSE_BYTES:
             break
     return received[:MAX_RESPONSE_BYTES].decode("utf-8", "replace")
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection, Row
 
 from app.models import webhook_deliveries as deliveries
 from app.models import webhooks, workspaces
+from app.monitoring.tallies import SHARDS
 
 # What GET /webhooks shows: never the secret.
 PUBLIC: tuple[sa.ColumnElement[Any], ...] = (
@@ -27,9 +28,9 @@ PUBLIC: tuple[sa.ColumnElement[Any], ...] = (
 
 def lock_workspace(conn: Connection, workspace_id: UUID) -> None:
     """Serialise the transactions that add webhooks to a workspace (its count is capped)."""
-    conn.execute(
-        sa.select(workspaces.c.id).where(workspaces.c.id == workspace_id).with_for_update()
-    )
+    statement = sa.select(workspaces.c.id).where(workspaces.c.id == workspace_id)
+    # NO KEY UPDATE: inserts that refer to the workspace (runs, ticks) do not wait on it.
+    conn.execute(statement.with_for_update(key_share=True))
 
 
 def count(conn: Connection, workspace_id: UUID) -> int:
@@ -93,32 +94,66 @@ def recent_deliveries(conn: Connection, webhook_id: UUID, limit: int) -> Sequenc
     return conn.execute(statement).all()
 
 
-# Delivery. A claim takes, for each webhook that is neither busy here nor backing off, its
-# soonest due delivery, counts the attempt and leases the row for `lease` seconds (a beat
-# that dies while sending leaves it to be sent again then, with the same event id).
-_CLAIM = sa.text("""
-WITH due AS (
-    SELECT d.webhook_id, d.event_id, d.next_attempt_at, d.created_at
-      FROM webhook_deliveries d
-     WHERE d.status = 'pending' AND d.next_attempt_at <= now()
-       AND NOT (d.webhook_id = ANY(CAST(:busy AS uuid[])))
-       AND NOT EXISTS (SELECT 1 FROM webhooks backing_off
-                        WHERE backing_off.id = d.webhook_id
-                          AND backing_off.backoff_until > now())
-     ORDER BY d.next_attempt_at
-     LIMIT :scan
-       FOR UPDATE SKIP LOCKED),
-firsts AS (
-    SELECT DISTINCT ON (webhook_id) webhook_id, event_id, next_attempt_at
-      FROM due ORDER BY webhook_id, next_attempt_at, created_at),
-chosen AS (SELECT * FROM firsts ORDER BY next_attempt_at LIMIT :limit)
+# A delivery that ends (delivered, or failed for good) adds one to its workspace's
+# `webhooks:delivered` or `webhooks:failed` tally, in the statement that ends it (/metrics).
+_TALLY = f"""
+INSERT INTO run_tallies AS t (workspace_id, name, shard, value)
+SELECT w.workspace_id, 'webhooks:' || ended.status,
+       hashtext(ended.event_id::text) & {SHARDS - 1}, 1
+  FROM ended JOIN webhooks w ON w.id = ended.webhook_id
+ WHERE ended.status <> 'pending'
+ON CONFLICT (workspace_id, name, shard) DO UPDATE SET value = t.value + excluded.value
+"""
+
+# Delivery. A claim finds the webhooks with pending deliveries (a loose scan of the pending
+# index: one probe per such webhook, however long a dead endpoint's backlog), keeps those
+# neither busy here nor backing off, takes each one's oldest due delivery, at most `room`
+# (or `per_workspace`) per workspace, counts the attempt and leases the row for `lease`
+# seconds: a beat that dies while sending leaves it to be sent again then, same event id. A
+# row whose attempts are used up without an outcome (its senders kept dying) ends failed.
+_CLAIM = sa.text(f"""
+WITH RECURSIVE hooks(webhook_id) AS (
+    (SELECT webhook_id FROM webhook_deliveries WHERE status = 'pending'
+      ORDER BY webhook_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT d.webhook_id FROM webhook_deliveries d
+             WHERE d.status = 'pending' AND d.webhook_id > hooks.webhook_id
+             ORDER BY d.webhook_id LIMIT 1)
+      FROM hooks WHERE hooks.webhook_id IS NOT NULL),
+candidates AS (
+    SELECT first.webhook_id, first.event_id, first.created_at, w.workspace_id,
+           row_number() OVER (PARTITION BY w.workspace_id ORDER BY first.created_at) AS nth
+      FROM hooks JOIN webhooks w ON w.id = hooks.webhook_id
+     CROSS JOIN LATERAL (
+           SELECT d.webhook_id, d.event_id, d.created_at FROM webhook_deliveries d
+            WHERE d.webhook_id = w.id AND d.status = 'pending' AND d.next_attempt_at <= now()
+            ORDER BY d.created_at LIMIT 1
+              FOR UPDATE SKIP LOCKED) first
+     WHERE (w.backoff_until IS NULL OR w.backoff_until <= now())
+       AND NOT (w.id = ANY(CAST(:busy AS uuid[])))),
+chosen AS (
+    SELECT candidates.webhook_id, candidates.event_id
+      FROM candidates
+      LEFT JOIN unnest(CAST(:crowded AS uuid[]), CAST(:room AS int[])) AS room(workspace_id, n)
+        ON room.workspace_id = candidates.workspace_id
+     WHERE candidates.nth <= coalesce(room.n, :per_workspace)
+     ORDER BY candidates.created_at
+     LIMIT :limit),
+ended AS (
 UPDATE webhook_deliveries d
-   SET attempts = d.attempts + 1, next_attempt_at = now() + make_interval(secs => :lease)
+   SET attempts = d.attempts + CASE WHEN d.attempts < :max_attempts THEN 1 ELSE 0 END,
+       status = CASE WHEN d.attempts < :max_attempts THEN 'pending' ELSE 'failed' END,
+       next_attempt_at = CASE WHEN d.attempts < :max_attempts
+                              THEN now() + make_interval(secs => :lease) END,
+       last_error = CASE WHEN d.attempts < :max_attempts THEN d.last_error
+                         ELSE coalesce(d.last_error, 'no outcome recorded for its attempts') END
   FROM chosen, webhooks w
  WHERE d.webhook_id = chosen.webhook_id AND d.event_id = chosen.event_id
    AND w.id = d.webhook_id
-RETURNING d.webhook_id, d.event_id, d.type, d.payload, d.created_at, d.attempts,
-          w.workspace_id, w.url, w.secret, w.failures
+RETURNING d.status, d.webhook_id, d.event_id, d.type, d.payload, d.created_at, d.attempts,
+          w.workspace_id, w.url, w.secret, w.failures),
+tallied AS ({_TALLY})
+SELECT * FROM ended
 """)
 
 
@@ -141,34 +176,51 @@ class Delivery:
         return f"Delivery({self.type} {self.event_id} to webhook {self.webhook_id})"
 
 
+@dataclass(frozen=True)
+class Room:
+    """How many more deliveries a claim may take: in all, and per workspace."""
+
+    total: int
+    per_workspace: int
+    crowded: Mapping[UUID, int]  # workspaces with attempts in flight: the room they have left
+
+
 def claim_due(
-    conn: Connection, busy: Collection[UUID], limit: int, lease_seconds: float
+    conn: Connection, busy: Collection[UUID], room: Room, lease_seconds: float, max_attempts: int
 ) -> list[Delivery]:
     parameters = {
         "busy": list(busy),
-        "limit": limit,
-        "scan": max(100, 4 * limit),
+        "limit": room.total,
+        "per_workspace": room.per_workspace,
+        "crowded": list(room.crowded),
+        "room": list(room.crowded.values()),
         "lease": lease_seconds,
+        "max_attempts": max_attempts,
     }
-    return [Delivery(*row) for row in conn.execute(_CLAIM, parameters)]
+    rows = conn.execute(_CLAIM, parameters).all()
+    return [Delivery(*row[1:]) for row in rows if row[0] == "pending"]
 
 
 # The outcome of an attempt, fenced by its attempt number: a slow attempt whose lease ran out
-# (and was claimed again) does not overwrite the newer attempt's record.
-_DELIVERED = sa.text("""
-WITH done AS (
+# (and was claimed again) does not overwrite the newer attempt's record. A delivery that
+# ends adds to its workspace's `webhooks:delivered` or `webhooks:failed` tally (/metrics).
+_DELIVERED = sa.text(f"""
+WITH ended AS (
     UPDATE webhook_deliveries
        SET status = 'delivered', delivered_at = now(), next_attempt_at = NULL,
            last_status_code = :code, last_error = NULL
      WHERE webhook_id = :webhook_id AND event_id = :event_id
        AND status = 'pending' AND attempts = :attempt
-    RETURNING webhook_id)
-UPDATE webhooks w SET failures = 0, backoff_until = NULL
-  FROM done WHERE w.id = done.webhook_id AND (w.failures > 0 OR w.backoff_until IS NOT NULL)
+    RETURNING webhook_id, event_id, status),
+healthy AS (
+    UPDATE webhooks w SET failures = 0, backoff_until = NULL
+      FROM ended
+     WHERE w.id = ended.webhook_id AND (w.failures > 0 OR w.backoff_until IS NOT NULL))
+{_TALLY}
 """)
 
-_NOT_DELIVERED = sa.text("""
-WITH tried AS (
+_NOT_DELIVERED = sa.text(f"""
+WITH ended AS (
     UPDATE webhook_deliveries
        SET status = CASE WHEN attempts >= :max_attempts THEN 'failed' ELSE 'pending' END,
            next_attempt_at = CASE WHEN attempts >= :max_attempts THEN NULL
@@ -176,10 +228,12 @@ WITH tried AS (
            last_status_code = :code, last_error = :error
      WHERE webhook_id = :webhook_id AND event_id = :event_id
        AND status = 'pending' AND attempts = :attempt
-    RETURNING webhook_id)
-UPDATE webhooks w
-   SET failures = w.failures + 1, backoff_until = now() + make_interval(secs => :backoff)
-  FROM tried WHERE w.id = tried.webhook_id
+    RETURNING webhook_id, event_id, status),
+backing_off AS (
+    UPDATE webhooks w
+       SET failures = w.failures + 1, backoff_until = now() + make_interval(secs => :backoff)
+      FROM ended WHERE w.id = ended.webhook_id)
+{_TALLY}
 """)
 
 
@@ -217,29 +271,28 @@ def _key(delivery: Delivery) -> dict[str, Any]:
     }
 
 
-# /metrics: a workspace's deliveries by status, and the age of the oldest pending one.
-_STATS = sa.text("""
-SELECT d.status, count(*),
-       extract(epoch FROM now() - min(d.created_at) FILTER (WHERE d.status = 'pending'))
-  FROM webhooks w JOIN webhook_deliveries d ON d.webhook_id = w.id
+# /metrics: a workspace's pending deliveries, and the age of its oldest one (the pending
+# index, per webhook: the oldest is its first entry).
+_PENDING = sa.text("""
+SELECT coalesce(sum(pending.n), 0),
+       coalesce(extract(epoch FROM now() - min(pending.oldest)), 0)
+  FROM webhooks w
+ CROSS JOIN LATERAL (SELECT count(*) AS n, min(d.created_at) AS oldest
+                       FROM webhook_deliveries d
+                      WHERE d.webhook_id = w.id AND d.status = 'pending') pending
  WHERE w.workspace_id = :workspace_id
- GROUP BY d.status
 """)
 
 
 @dataclass(frozen=True)
-class DeliveryStats:
-    by_status: dict[str, int]
-    oldest_pending_seconds: float
+class Pending:
+    count: int
+    oldest_seconds: float  # 0 when none is pending
 
 
-def delivery_stats(conn: Connection, workspace_id: UUID) -> DeliveryStats:
-    by_status: dict[str, int] = {}
-    oldest = 0.0
-    for status, number, age in conn.execute(_STATS, {"workspace_id": workspace_id}):
-        by_status[status] = number
-        oldest = max(oldest, float(age or 0))
-    return DeliveryStats(by_status, oldest)
+def pending(conn: Connection, workspace_id: UUID) -> Pending:
+    number, oldest = conn.execute(_PENDING, {"workspace_id": workspace_id}).one()
+    return Pending(int(number), float(oldest))
 
 
 # Retention: the oldest deliveries first, in bounded batches, by ctid, as runs and ticks are.

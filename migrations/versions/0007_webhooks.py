@@ -95,7 +95,9 @@ _FUNCTIONS = {
 }
 
 # One event id per event, shared by its deliveries to every subscribed webhook (the CTE is
-# materialized: computed once, whatever the join does).
+# materialized: computed once, whatever the join does). The webhooks are locked (KEY SHARE,
+# as the foreign key check would): one being deleted meanwhile is waited for and then
+# skipped, instead of failing the statement that ends the run.
 _RUN_EVENTS = f"""
     CREATE FUNCTION webhook_run_events() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
@@ -134,6 +136,7 @@ _RUN_EVENTS = f"""
       SELECT w.id, events.event_id, events.type, events.payload
         FROM events JOIN webhooks w
           ON w.workspace_id = events.workspace_id AND events.type = ANY(w.events)
+         FOR KEY SHARE OF w
           ON CONFLICT DO NOTHING;
       RETURN NULL;
     END $$"""
@@ -199,9 +202,9 @@ def upgrade() -> None:
         ),
     )
     op.create_index(
-        op.f("ix_webhook_deliveries_due"),
+        op.f("ix_webhook_deliveries_pending"),
         "webhook_deliveries",
-        ["next_attempt_at"],
+        ["webhook_id", "created_at"],
         postgresql_where=sa.text("status = 'pending'"),
     )
     op.create_index(

@@ -640,8 +640,9 @@ def test_metrics_count_this_workspaces_deliveries_by_status_and_the_oldest_pendi
     elsewhere = create_webhook(api, other, receivers.start().url, ["run.failed"])
     empty = _scrape(api, auth)
     assert empty[("runway_webhook_oldest_pending_seconds", "")] == 0
-    for status in ("pending", "delivered", "failed"):
-        assert empty[("runway_webhook_deliveries", status)] == 0
+    assert empty[("runway_webhook_deliveries_pending", "")] == 0
+    for status in ("delivered", "failed"):
+        assert empty[("runway_webhook_deliveries_total", status)] == 0
 
     deliverer = start_deliverer()
     for webhook in (working, broken):
@@ -654,9 +655,9 @@ def test_metrics_count_this_workspaces_deliveries_by_status_and_the_oldest_pendi
     api.post(f"/webhooks/{elsewhere['id']}/test", headers=other)
 
     scraped = _scrape(api, auth)
-    assert scraped[("runway_webhook_deliveries", "delivered")] == 1
-    assert scraped[("runway_webhook_deliveries", "failed")] == 1
-    assert scraped[("runway_webhook_deliveries", "pending")] == 2
+    assert scraped[("runway_webhook_deliveries_total", "delivered")] == 1
+    assert scraped[("runway_webhook_deliveries_total", "failed")] == 1
+    assert scraped[("runway_webhook_deliveries_pending", "")] == 2
     assert scraped[("runway_webhook_oldest_pending_seconds", "")] > 0
 
 

@@ -168,7 +168,7 @@ def test_one_private_address_among_public_ones_refuses_them_all(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", _fake_getaddrinfo("93.184.216.34", "10.0.0.1"))
-    with pytest.raises(Refused, match=r"mixed\.example resolves to .*\(10\.0\.0\.1\)"):
+    with pytest.raises(Refused, match=r"mixed\.example is or resolves to .*\(10\.0\.0\.1\)"):
         public_addresses("mixed.example", 443, allow_private=False)
 
 
@@ -349,3 +349,17 @@ def test_a_pinned_https_request_refuses_a_certificate_for_another_host(
     verify = ssl.create_default_context(cafile=str(ca_file))
     with httpx.Client(verify=verify, trust_env=False) as client, pytest.raises(httpx.ConnectError):
         client.post(pinned.url, headers=pinned.headers, extensions=pinned.extensions)
+
+
+def test_check_destination_accepts_a_name_not_in_dns_yet() -> None:
+    """Its deliveries fail (`cannot resolve`) until it resolves, then are checked again."""
+    check_destination("https://does-not-exist.invalid/hook", allow_private=False)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://0/", "http://2130706433/", "http://0x7f.1/", "http://1.2.3/", "http://01.2.3.4/"],
+)
+def test_numeric_hosts_other_than_dotted_quads_are_refused(url: str) -> None:
+    with pytest.raises(InvalidInput, match="dotted quads"):
+        check_url(url)
