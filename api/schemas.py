@@ -46,7 +46,7 @@ def _no_default(schema: dict[str, Any]) -> None:
     schema.pop("default", None)
 
 
-def _not_nullable(schema: dict[str, Any]) -> None:
+def not_nullable(schema: dict[str, Any]) -> None:
     """For an `X | None` field that may be left out but not sent as null: the schema of X."""
     _no_default(schema)
     branches = schema.pop("anyOf")
@@ -107,12 +107,12 @@ class StreamUpdate(BaseModel):
         "whole one (`cron` or `interval_seconds`).",
     )
     # `X | None` (not SkipJsonSchema, a union that would name its branches in a 422's `loc`),
-    # null refused by `_not_null` and left out of the schema by `_not_nullable`.
-    priority: Priority | None = Field(None, json_schema_extra=_not_nullable)
+    # null refused by `_not_null` and left out of the schema by `not_nullable`.
+    priority: Priority | None = Field(None, json_schema_extra=not_nullable)
     limit_keys: LimitKeys | None = Field(
         None,
         description=f"Replaces the stream's limit keys: at most {MAX_LIMIT_KEYS}, each once.",
-        json_schema_extra=_not_nullable,
+        json_schema_extra=not_nullable,
     )
 
     @field_validator("name", "pipeline", "params", "priority", "limit_keys", mode="before")

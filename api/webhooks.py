@@ -31,7 +31,8 @@ def _unique(events: list[str]) -> list[str]:
 
 
 class WebhookIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Python's re: the URL pattern looks ahead (pydantic's default engine cannot).
+    model_config = ConfigDict(extra="forbid", regex_engine="python-re")
 
     url: Annotated[
         str,

@@ -24,7 +24,7 @@ PRIORITY_RANK = (
     "    ELSE 2\nEND)"
 )
 MAX_LIMIT_KEYS = 8
-TICK_OUTCOMES = ("fired", "skipped_overlap", "missed")
+TICK_OUTCOMES = ("fired", "skipped_overlap", "missed", "backfilled")
 # What a webhook may subscribe to; `ping` is sent by POST /webhooks/{id}/test to any webhook.
 WEBHOOK_EVENTS = (
     "run.completed",
@@ -241,6 +241,12 @@ pipeline_executions = sa.Table(
         "id",
         postgresql_where=sa.text("after_run IS NOT NULL AND status = 'pending'"),
     ),
+    # Bulk retry skips runs retried before: their retries, by the run they retry.
+    sa.Index(
+        "ix_pipeline_executions_retry_of",
+        "retry_of",
+        postgresql_where=sa.text("retry_of IS NOT NULL"),
+    ),
     # Flow control: the runs waiting for a key (or their workspace), in the order they start.
     sa.Index(
         "ix_pipeline_executions_waiting",
@@ -318,7 +324,8 @@ run_tallies = sa.Table(
 
 # Webhooks (README: Webhooks). `failures` counts the endpoint's failed attempts in a row and
 # `backoff_until` holds its deliveries back meanwhile: a failing endpoint is tried with one
-# delivery at a time, not with everything it has pending.
+# delivery at a time, not with everything it has pending. `sending_until` leases it to the
+# beat with an attempt in flight: one attempt at a time per endpoint, whatever the beats.
 webhooks = sa.Table(
     "webhooks",
     metadata,
@@ -336,6 +343,7 @@ webhooks = sa.Table(
     sa.Column("secret", sa.Text, nullable=False),
     sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
     sa.Column("backoff_until", sa.DateTime(timezone=True)),
+    sa.Column("sending_until", sa.DateTime(timezone=True)),
     _created_at(),
     sa.CheckConstraint(
         "cardinality(events) >= 1 AND events <@ ARRAY["

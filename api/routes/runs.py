@@ -7,11 +7,12 @@ from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Response, status
 
+from api.bulk import BulkCancelIn, BulkCancelOut, BulkRetryIn, BulkRetryOut
 from api.deps import WorkspaceDep
 from api.responses import AUTHORIZED, BODY, CONFLICT, INVALID, NOT_FOUND, answers
 from api.schemas import CleanupIn, CleanupOut, Cursor, RunCreate, RunOut, RunPage, RunStatusName
 from app import retention
-from app.runs import service
+from app.runs import bulk, service
 from app.states import RunStatus, RunType
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=AUTHORIZED)
@@ -78,6 +79,34 @@ def cleanup_runs(body: CleanupIn, workspace: WorkspaceDep) -> CleanupOut:
     """Delete this workspace's runs that ended with `status` more than `older_than_days` ago."""
     deleted = retention.cleanup(workspace, RunStatus(body.status), body.older_than_days)
     return CleanupOut(deleted=deleted)
+
+
+@router.post("/cancel", responses=BODY)
+def cancel_runs(body: BulkCancelIn, workspace: WorkspaceDep) -> BulkCancelOut:
+    """Cancel every run the filter selects (at least one filter): waiting ones at once,
+    running ones asked to stop."""
+    selection = bulk.Selection(
+        stream_id=body.stream_id,
+        statuses=tuple(RunStatus(name) for name in body.status or ()),
+        run_type=None if body.run_type is None else RunType(body.run_type),
+        created_before=body.created_before,
+    )
+    done = bulk.cancel(workspace, selection)
+    return BulkCancelOut(cancelled=done.cancelled, cancel_requested=done.cancel_requested)
+
+
+@router.post("/retry", status_code=status.HTTP_202_ACCEPTED, responses=BODY)
+def retry_runs(body: BulkRetryIn, workspace: WorkspaceDep) -> BulkRetryOut:
+    """A new run, with `retry_of`, for each matching failed or cancelled run not retried
+    before; at most 1,000 a call."""
+    selection = bulk.Selection(
+        stream_id=body.stream_id,
+        statuses=(RunStatus(body.status),),
+        run_type=None if body.run_type is None else RunType(body.run_type),
+        completed_after=body.completed_after,
+    )
+    done = bulk.retry(workspace, selection)
+    return BulkRetryOut(created=done.created, more=done.more)
 
 
 @router.get("/{run_id:uuid}", responses=answers(NOT_FOUND, INVALID))

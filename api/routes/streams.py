@@ -7,9 +7,11 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Response, status
 
+from api.bulk import BackfillIn, BackfillOut
 from api.deps import WorkspaceDep
 from api.responses import AUTHORIZED, BODY, CONFLICT, INVALID, NOT_FOUND, answers
 from api.schemas import StreamCreate, StreamOut, StreamUpdate, TickOut
+from app.schedules import backfill
 from app.streams import service
 
 router = APIRouter(prefix="/streams", tags=["streams"], responses=AUTHORIZED)
@@ -55,3 +57,17 @@ def update_stream(stream_id: UUID, body: StreamUpdate, workspace: WorkspaceDep) 
 def delete_stream(stream_id: UUID, workspace: WorkspaceDep) -> Response:
     service.delete(workspace, stream_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/{stream_id:uuid}/backfill",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=answers(NOT_FOUND, BODY),
+)
+def backfill_stream(stream_id: UUID, body: BackfillIn, workspace: WorkspaceDep) -> BackfillOut:
+    """A scheduled run for every slot of the stream's schedule in [from, to) that has none,
+    each recorded as a `backfilled` tick; the same call again creates nothing."""
+    done = backfill.backfill(workspace, stream_id, body.start, body.to, body.dry_run)
+    return BackfillOut(
+        slots=done.slots, created=done.created, existing=done.existing, dry_run=done.dry_run
+    )

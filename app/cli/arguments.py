@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, NoReturn
 from uuid import UUID
 
@@ -51,6 +52,17 @@ def identifier(what: str) -> Callable[[str], UUID]:
 
     parse.__name__ = f"{what} id"
     return parse
+
+
+def moment(text: str) -> datetime:
+    """An ISO 8601 time with its UTC offset (`2026-03-29T00:00:00+01:00`, or `...Z`)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset (add Z or +01:00)")
+    return value
 
 
 def limit(text: str) -> int:

@@ -1,4 +1,4 @@
-"""`runway streams list|pause|resume`: the operator's view of a workspace's streams."""
+"""`runway streams list|pause|resume|backfill`: the operator's view of a workspace's streams."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 
 from app import workspaces
 from app.cli import output
-from app.cli.arguments import Parser, command, identifier, noun
+from app.cli.arguments import Parser, command, identifier, moment, noun
+from app.schedules import backfill
 from app.streams import service
 from app.streams.service import Stream
 
@@ -64,6 +65,11 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     pause.add_argument("stream_id", type=identifier("stream"), metavar="ID")
     resume = command(actions, "resume", _resume, "let a paused stream fire again (enabled: true)")
     resume.add_argument("stream_id", type=identifier("stream"), metavar="ID")
+    fill = command(actions, "backfill", _backfill, "a run for each past slot in [--from, --to)")
+    fill.add_argument("stream_id", type=identifier("stream"), metavar="ID")
+    fill.add_argument("--from", dest="start", type=moment, required=True, metavar="TIME")
+    fill.add_argument("--to", dest="end", type=moment, required=True, metavar="TIME")
+    fill.add_argument("--dry-run", action="store_true", help="list the slots; create nothing")
 
 
 def _list(args: argparse.Namespace) -> None:
@@ -82,6 +88,26 @@ def _pause(args: argparse.Namespace) -> None:
 
 def _resume(args: argparse.Namespace) -> None:
     output.show_one(view(service.set_enabled(args.stream_id, True)), args.json)
+
+
+def _backfill(args: argparse.Namespace) -> None:
+    workspace_id = service.workspace_of(args.stream_id)
+    done = backfill.backfill(workspace_id, args.stream_id, args.start, args.end, args.dry_run)
+    if args.json:
+        output.show_one(
+            {
+                "slots": done.slots,
+                "created": done.created,
+                "existing": done.existing,
+                "dry_run": done.dry_run,
+            },
+            True,
+        )
+        return
+    verb = "would create" if done.dry_run else "created"
+    rows = [{"slot": slot} for slot in done.slots]
+    output.show_list(rows, [("SLOT", "slot")], False)
+    print(f"{len(done.slots)} slot(s): {verb} {done.created} run(s), {done.existing} had one")
 
 
 def view(stream: Stream) -> dict[str, Any]:

@@ -132,21 +132,31 @@ def retry(workspace_id: UUID, run_id: UUID) -> Row[Any]:
             raise Conflict(
                 f"only failed or cancelled runs can be retried; run is {original.status}"
             )
-        run_type = RunType.MANUAL if original.run_type == RunType.SCHEDULED else original.run_type
-        values = {
-            "workspace_id": workspace_id,
-            "stream_id": original.stream_id,
-            "run_type": run_type,
-            "pipeline": original.pipeline,
-            "params": original.params,
-            "max_attempts": original.max_attempts,
-            "retry_of": original.id,
-        }
-        flow = _flow(conn, workspace_id, original.priority, original.limit_keys)
-        row = store.insert_run(conn, values | flow)
+        capped = workspace_id in gate.capped_workspaces(conn, [workspace_id])
+        row = store.insert_run(conn, retry_values(original, capped))
     assert row is not None
     _start(row)
     return row
+
+
+def retry_values(original: Row[Any], capped: bool) -> dict[str, Any]:
+    """A new run doing what `original` did (a scheduled run's retry is manual), with its
+    priority and keys, parked if gated (`capped`: its workspace has a cap)."""
+    run_type = RunType.MANUAL if original.run_type == RunType.SCHEDULED else original.run_type
+    waiting_for = gate.parking(original.limit_keys, capped)
+    return {
+        "workspace_id": original.workspace_id,
+        "stream_id": original.stream_id,
+        "run_type": run_type,
+        "pipeline": original.pipeline,
+        "params": original.params,
+        "max_attempts": original.max_attempts,
+        "retry_of": original.id,
+        "priority": original.priority,
+        "limit_keys": list(original.limit_keys),
+        "gated": waiting_for is not None,
+        "waiting_for": waiting_for,
+    }
 
 
 def _flow(

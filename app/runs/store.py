@@ -58,6 +58,16 @@ def insert_scheduled(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> lis
     return list(conn.execute(statement, list(rows)).scalars())
 
 
+def scheduled_slots(conn: Connection, stream_id: UUID, slots: Sequence[datetime]) -> set[datetime]:
+    """Which of the stream's `slots` already have their scheduled run."""
+    statement = sa.select(runs.c.scheduled_for).where(
+        runs.c.stream_id == stream_id,
+        runs.c.run_type == "scheduled",
+        runs.c.scheduled_for.in_(list(slots)),
+    )
+    return set(conn.execute(statement).scalars())
+
+
 def live_by_stream(conn: Connection, stream_ids: Sequence[UUID]) -> dict[UUID, tuple[UUID, str]]:
     """(id, status) of the newest live (pending, running, retrying) run of each stream."""
     statement = (

@@ -46,8 +46,7 @@ def tick(now: datetime | None = None, max_batches: int = 20) -> TickReport:
     streams = fired = 0
     for _ in range(max_batches):
         handled, created = _batch(now)
-        fired += dispatch.publish_many(run.job for run in created if not _parked(run))
-        fired += _release_parked(created)
+        fired += start(created)
         streams += handled
         if handled < BATCH:
             break
@@ -57,20 +56,35 @@ def tick(now: datetime | None = None, max_batches: int = 20) -> TickReport:
 
 
 @dataclass(frozen=True)
-class _Created:
+class Created:
+    """A scheduled run just inserted, and what starting it needs."""
+
     job: dispatch.Job
     workspace_id: uuid.UUID
     limit_keys: list[str]
     waiting_for: dict[str, Any] | None
 
+    @classmethod
+    def of(cls, run: dict[str, Any]) -> Created:
+        """From the values `scheduled_run` made."""
+        job = dispatch.Job(run["id"], run["priority"], run["gated"])
+        return cls(job, run["workspace_id"], run["limit_keys"], run["waiting_for"])
 
-def _parked(created: _Created) -> bool:
+
+def start(created: list[Created]) -> int:
+    """After the commit: publish the runs that may start, release the keys of parked ones;
+    how many runs that set going."""
+    fired = dispatch.publish_many(run.job for run in created if not _parked(run))
+    return fired + _release_parked(created)
+
+
+def _parked(created: Created) -> bool:
     """Gated runs wait for a release; one queued behind its stream (overlap) is published,
     and its claim decides, as for any queued run."""
     return created.waiting_for is not None and created.waiting_for["kind"] != "overlap"
 
 
-def _release_parked(created: list[_Created]) -> int:
+def _release_parked(created: list[Created]) -> int:
     keys: dict[uuid.UUID, set[str]] = {}
     for run in created:
         if _parked(run):
@@ -78,7 +92,7 @@ def _release_parked(created: list[_Created]) -> int:
     return sum(gate.release(workspace_id, sorted(names)) for workspace_id, names in keys.items())
 
 
-def _batch(now: datetime) -> tuple[int, list[_Created]]:
+def _batch(now: datetime) -> tuple[int, list[Created]]:
     grace = timedelta(seconds=get_settings().misfire_grace_seconds)
     with db.unit_of_work() as conn:
         due = streams_store.claim_due(conn, now, BATCH)
@@ -108,14 +122,16 @@ def _plan(
 
 def _persist(
     conn: Connection, plans: list[tuple[Row[Any], Plan]], capped: set[uuid.UUID]
-) -> list[_Created]:
+) -> list[Created]:
     max_attempts = get_settings().max_attempts
     runs: list[dict[str, Any]] = []
     ticks: list[dict[str, Any]] = []
     for stream, decided in plans:
         run_id = uuid.uuid4() if decided.fire else None
         if decided.fire:
-            runs.append(_scheduled_run(stream, run_id, decided, max_attempts, capped))
+            runs.append(
+                scheduled_run(stream, run_id, decided.fire, decided.after_run, max_attempts, capped)
+            )
         ticks += [
             {
                 "stream_id": stream.id,
@@ -136,39 +152,32 @@ def _persist(
     # Last before the commit: inserting runs takes their workspaces' tally rows (see
     # app/runs/store.py), and claims of those workspaces wait on them until the commit.
     inserted = set(runs_store.insert_scheduled(conn, runs))
-    return [
-        _Created(
-            dispatch.Job(run["id"], run["priority"], run["gated"]),
-            run["workspace_id"],
-            run["limit_keys"],
-            run["waiting_for"],
-        )
-        for run in runs
-        if run["id"] in inserted
-    ]
+    return [Created.of(run) for run in runs if run["id"] in inserted]
 
 
-def _scheduled_run(
+def scheduled_run(
     stream: Row[Any],
     run_id: uuid.UUID | None,
-    decided: Plan,
+    slot: datetime,
+    after_run: uuid.UUID | None,
     max_attempts: int,
     capped: set[uuid.UUID],
 ) -> dict[str, Any]:
+    """The values of the stream's scheduled run for `slot` (`after_run`: queued behind it)."""
     waiting_for = gate.parking(stream.limit_keys, stream.workspace_id in capped)
     gated = waiting_for is not None
-    if decided.after_run is not None:
+    if after_run is not None:
         waiting_for = {"kind": "overlap", "key": None, "until": None}
     return {
         "id": run_id,
         "workspace_id": stream.workspace_id,
         "stream_id": stream.id,
         "run_type": RunType.SCHEDULED.value,
-        "scheduled_for": decided.fire,
+        "scheduled_for": slot,
         "pipeline": stream.pipeline,
         "params": stream.params,
         "max_attempts": max_attempts,
-        "after_run": decided.after_run,
+        "after_run": after_run,
         "priority": stream.priority,
         "limit_keys": list(stream.limit_keys),
         "gated": gated,

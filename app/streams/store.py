@@ -143,6 +143,28 @@ def record_ticks(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[in
     return [tick_id for tick_id, outcome in recorded if outcome == "missed"]
 
 
+def record_backfilled(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Ticks of backfilled slots (`stream_id`, `scheduled_for`, `execution_id`). A slot
+    recorded before without a run (`missed`, `skipped_overlap`) now says `backfilled`."""
+    if not rows:
+        return
+    values = [{**row, "outcome": "backfilled", "reason": BACKFILLED} for row in rows]
+    statement = pg_insert(ticks).values(values)
+    statement = statement.on_conflict_do_update(
+        index_elements=[ticks.c.stream_id, ticks.c.scheduled_for],
+        set_={
+            "outcome": statement.excluded.outcome,
+            "execution_id": statement.excluded.execution_id,
+            "reason": statement.excluded.reason,
+        },
+        where=ticks.c.execution_id.is_(None),
+    )
+    conn.execute(statement)
+
+
+BACKFILLED = "backfilled on request"
+
+
 # One statement: pause only if the stream is enabled, asks for auto-pause, and its last N
 # ended scheduled runs all failed. Cancelled runs break a streak; live runs do not count.
 _PAUSE = sa.text("""

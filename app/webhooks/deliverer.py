@@ -35,9 +35,9 @@ log = logging.getLogger(__name__)
 SENDERS = 16
 PER_WORKSPACE = 4
 POLL_SECONDS = 0.5
-# Longer than an attempt can take (sending.TIMEOUT_SECONDS, and a DNS lookup), with room to
-# record it.
-LEASE_SECONDS = 30.0
+# Longer than an attempt can take: the DNS lookup (the system resolver's own timeouts, some
+# 20 s at worst), sending.TIMEOUT_SECONDS, and recording it.
+LEASE_SECONDS = 45.0
 # After Postgres failed to answer a claim: wait this long before the next (and log once).
 OUTAGE_PAUSE_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 3600.0

@@ -32,11 +32,15 @@ _PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
 # A DNS name whose last label has a letter (resolvers read all-digit names as IPv4 numbers
 # in other notations: `2130706433` is 127.0.0.1), or an IPv4 address in dotted quads.
+# The last label is not a hexadecimal number either (`0x7f000001` is 127.0.0.1 too).
 _HOST = (
-    r"(?:(?:[A-Za-z0-9_-]+\.)*[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*\.?"
+    r"(?:(?:[A-Za-z0-9_-]+\.)*(?!0[xX][0-9A-Fa-f]*\.?(?:[:/?]|$))"
+    r"[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*\.?"
     rf"|{_OCTET}(?:\.{_OCTET}){{3}})"
 )
-URL_PATTERN = rf"^[hH][tT][tT][pP][sS]?://{_HOST}(?::{_PORT})?(?:[/?][!-\"$-~]*)?$"
+# Printable ASCII but `#`, written so that ECMAScript regexes (JSON Schema's) read it alike.
+_REST = '(?:[/?][!"$-~]*)?'
+URL_PATTERN = rf"^[hH][tT][tT][pP][sS]?://{_HOST}(?::{_PORT})?{_REST}$"
 _URL = re.compile(URL_PATTERN)
 _UNMATCHED = (
     "must have a host name (its last label with a letter) or an IPv4 address in dotted "
@@ -130,17 +134,22 @@ def _literal(host: str) -> Address | None:
         return None
 
 
-def resolve(host: str, port: int, *, timeout: float = 2.0) -> list[Address]:
-    """The addresses of `host`, unique, in the resolver's order; at most `timeout` seconds."""
+def resolve(host: str, port: int, *, timeout: float | None = 2.0) -> list[Address]:
+    """The addresses of `host`, unique, in the resolver's order; at most `timeout` seconds
+    (None: as long as the system's resolver takes, in the calling thread)."""
     literal = _literal(host)
     if literal is not None:
         return [literal]
-    # getaddrinfo cannot be interrupted: it runs in a worker and is abandoned on timeout.
-    future = _pool().submit(socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
+    future = None
     try:
-        infos = future.result(timeout=timeout)
+        if timeout is None:
+            infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        else:  # getaddrinfo cannot be interrupted: a worker runs it, abandoned on timeout
+            future = _pool().submit(socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
+            infos = future.result(timeout=timeout)
     except TimeoutError:
-        future.cancel()
+        if future is not None:
+            future.cancel()
         raise Refused(f"cannot resolve {host}: no answer within {timeout:g} s") from None
     except (OSError, UnicodeError) as exc:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -188,7 +197,7 @@ def is_public(address: Address) -> bool:
 
 
 def public_addresses(
-    host: str, port: int, *, allow_private: bool, timeout: float = 2.0
+    host: str, port: int, *, allow_private: bool, timeout: float | None = 2.0
 ) -> list[Address]:
     """The addresses of `host`; unless `allow_private`, refused if any one is not public."""
     addresses = resolve(host, port, timeout=timeout)

@@ -73,7 +73,10 @@ def send(client: httpx.Client, delivery: Delivery, *, allow_private: bool) -> At
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
     try:
-        address = destinations.public_addresses(host, port, allow_private=allow_private)[0]
+        # No time bound of its own here: a slow lookup holds this webhook's sender, counted
+        # against its workspace, never a resolver thread that other tenants need.
+        found = destinations.public_addresses(host, port, allow_private=allow_private, timeout=None)
+        address = found[0]
     except destinations.Refused as refused:
         return Attempt(False, error=f"refused: {refused.reason}")
     pinned = destinations.pin(delivery.url, address)
@@ -92,28 +95,33 @@ def _post(
     headers: dict[str, str],
     content: bytes,
 ) -> Attempt:
+    late = f"no answer within {TIMEOUT_SECONDS:g} s"
     watchdog = _Watchdog(TIMEOUT_SECONDS)
     extensions = {**pinned.extensions, "trace": watchdog.trace}
     try:
         with client.stream(
             "POST", pinned.url, content=content, headers=headers, extensions=extensions
         ) as response:
+            in_time = not watchdog.fired  # the answer's status line and headers are in
+            if response.is_success:
+                return Attempt(in_time, response.status_code, None if in_time else late)
             answer = _read_bounded(response)
     except httpx.HTTPError as error:
         if isinstance(error, httpx.TimeoutException) or watchdog.fired:
-            return Attempt(False, error=f"no answer within {TIMEOUT_SECONDS:g} s")
+            return Attempt(False, error=late)
         return Attempt(False, error=f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS])
     finally:
         watchdog.cancel()
-    if response.is_success and not watchdog.fired:
-        return Attempt(True, response.status_code)
     detail = f"HTTP {response.status_code}: {answer}".strip().removesuffix(":")
     return Attempt(False, response.status_code, detail[:MAX_ERROR_CHARS])
 
 
 class _Watchdog:
     """Cuts the attempt's connection when its time is up. httpx's timeouts bound each read
-    and write, not the whole: an answer sent a byte at a time would never time out."""
+    and write, not the whole: an answer sent a byte at a time would never time out.
+
+    It keeps a duplicate of the connection's socket: TLS takes the original over (leaving it
+    closed), while a shutdown of the duplicate still ends the connection under it."""
 
     def __init__(self, seconds: float) -> None:
         self.fired = False
@@ -125,14 +133,17 @@ class _Watchdog:
 
     def trace(self, event: str, info: Mapping[str, Any]) -> None:
         """httpcore's trace hook: note each connection's socket as it is opened."""
-        if event == "connection.connect_tcp.complete":
-            stream = info.get("return_value")
-            found = None if stream is None else stream.get_extra_info("socket")
-            with self._lock:
-                if isinstance(found, socket.socket):
-                    self._sockets.append(found)
-                    if self.fired:
-                        self._shut(found)
+        if event != "connection.connect_tcp.complete":
+            return
+        stream = info.get("return_value")
+        found = None if stream is None else stream.get_extra_info("socket")
+        if not isinstance(found, socket.socket):
+            return
+        duplicate = found.dup()
+        with self._lock:
+            self._sockets.append(duplicate)
+            if self.fired:
+                self._shut(duplicate)
 
     def _cut(self) -> None:
         with self._lock:
@@ -143,21 +154,25 @@ class _Watchdog:
     @staticmethod
     def _shut(sock: socket.socket) -> None:
         with contextlib.suppress(OSError):  # already closed
-            sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked reading it
+            sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked reading the connection
 
     def cancel(self) -> None:
         self._timer.cancel()
+        with self._lock:
+            for each in self._sockets:
+                each.close()
+            self._sockets.clear()
 
 
 def _read_bounded(response: httpx.Response) -> str:
-    """The start of a failure's answer, up to MAX_RESPONSE_BYTES as sent (no decoding)."""
-    if response.is_success:
-        return ""
+    """The start of a failure's answer, up to MAX_RESPONSE_BYTES as sent (no decoding), or
+    as much of it as came before the connection failed."""
     received = b""
-    for chunk in response.iter_raw():
-        received += chunk
-        if len(received) >= MAX_RESPONSE_BYTES:
-            break
+    with contextlib.suppress(httpx.HTTPError):
+        for chunk in response.iter_raw():
+            received += chunk
+            if len(received) >= MAX_RESPONSE_BYTES:
+                break
     return received[:MAX_RESPONSE_BYTES].decode("utf-8", "replace")
 
 

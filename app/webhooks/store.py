@@ -95,22 +95,27 @@ def recent_deliveries(conn: Connection, webhook_id: UUID, limit: int) -> Sequenc
 
 
 # A delivery that ends (delivered, or failed for good) adds one to its workspace's
-# `webhooks:delivered` or `webhooks:failed` tally, in the statement that ends it (/metrics).
+# `webhooks:delivered` or `webhooks:failed` tally, in the statement that ends it (/metrics):
+# one upsert per tally row, in one order, as app/monitoring/tallies.py adds.
 _TALLY = f"""
 INSERT INTO run_tallies AS t (workspace_id, name, shard, value)
 SELECT w.workspace_id, 'webhooks:' || ended.status,
-       hashtext(ended.event_id::text) & {SHARDS - 1}, 1
+       hashtext(ended.event_id::text) & {SHARDS - 1}, count(*)
   FROM ended JOIN webhooks w ON w.id = ended.webhook_id
  WHERE ended.status <> 'pending'
+ GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
 ON CONFLICT (workspace_id, name, shard) DO UPDATE SET value = t.value + excluded.value
 """
 
 # Delivery. A claim finds the webhooks with pending deliveries (a loose scan of the pending
-# index: one probe per such webhook, however long a dead endpoint's backlog), keeps those
-# neither busy here nor backing off, takes each one's oldest due delivery, at most `room`
-# (or `per_workspace`) per workspace, counts the attempt and leases the row for `lease`
-# seconds: a beat that dies while sending leaves it to be sent again then, same event id. A
-# row whose attempts are used up without an outcome (its senders kept dying) ends failed.
+# index: one probe per such webhook, however long a dead endpoint's backlog) and locks those
+# that are neither sending (`sending_until`: an attempt in flight, from any beat) nor backing
+# off nor busy here (a webhook being deleted is skipped). It takes each one's oldest due
+# delivery, at most `room` (or `per_workspace`) per workspace here, counts the attempt, and
+# leases the delivery and its webhook for `lease` seconds: a beat that dies while sending
+# leaves both to be taken again then, the same event id. A delivery whose attempts are used
+# up without an outcome (its senders kept dying) ends failed. Locks are taken webhook first,
+# then delivery, as a webhook's DELETE takes them (its cascade), so the two never deadlock.
 _CLAIM = sa.text(f"""
 WITH RECURSIVE hooks(webhook_id) AS (
     (SELECT webhook_id FROM webhook_deliveries WHERE status = 'pending'
@@ -120,17 +125,22 @@ WITH RECURSIVE hooks(webhook_id) AS (
              WHERE d.status = 'pending' AND d.webhook_id > hooks.webhook_id
              ORDER BY d.webhook_id LIMIT 1)
       FROM hooks WHERE hooks.webhook_id IS NOT NULL),
+ready AS (
+    SELECT w.id, w.workspace_id FROM webhooks w
+     WHERE w.id IN (SELECT webhook_id FROM hooks WHERE webhook_id IS NOT NULL)
+       AND (w.backoff_until IS NULL OR w.backoff_until <= now())
+       AND (w.sending_until IS NULL OR w.sending_until <= now())
+       AND NOT (w.id = ANY(CAST(:busy AS uuid[])))
+       FOR NO KEY UPDATE SKIP LOCKED),
 candidates AS (
-    SELECT first.webhook_id, first.event_id, first.created_at, w.workspace_id,
-           row_number() OVER (PARTITION BY w.workspace_id ORDER BY first.created_at) AS nth
-      FROM hooks JOIN webhooks w ON w.id = hooks.webhook_id
+    SELECT first.webhook_id, first.event_id, first.created_at, ready.workspace_id,
+           row_number() OVER (PARTITION BY ready.workspace_id ORDER BY first.created_at) AS nth
+      FROM ready
      CROSS JOIN LATERAL (
            SELECT d.webhook_id, d.event_id, d.created_at FROM webhook_deliveries d
-            WHERE d.webhook_id = w.id AND d.status = 'pending' AND d.next_attempt_at <= now()
+            WHERE d.webhook_id = ready.id AND d.status = 'pending' AND d.next_attempt_at <= now()
             ORDER BY d.created_at LIMIT 1
-              FOR UPDATE SKIP LOCKED) first
-     WHERE (w.backoff_until IS NULL OR w.backoff_until <= now())
-       AND NOT (w.id = ANY(CAST(:busy AS uuid[])))),
+              FOR UPDATE SKIP LOCKED) first),
 chosen AS (
     SELECT candidates.webhook_id, candidates.event_id
       FROM candidates
@@ -152,6 +162,9 @@ UPDATE webhook_deliveries d
    AND w.id = d.webhook_id
 RETURNING d.status, d.webhook_id, d.event_id, d.type, d.payload, d.created_at, d.attempts,
           w.workspace_id, w.url, w.secret, w.failures),
+leased AS (
+    UPDATE webhooks w SET sending_until = now() + make_interval(secs => :lease)
+      FROM ended WHERE w.id = ended.webhook_id AND ended.status = 'pending'),
 tallied AS ({_TALLY})
 SELECT * FROM ended
 """)
@@ -202,36 +215,44 @@ def claim_due(
 
 
 # The outcome of an attempt, fenced by its attempt number: a slow attempt whose lease ran out
-# (and was claimed again) does not overwrite the newer attempt's record. A delivery that
-# ends adds to its workspace's `webhooks:delivered` or `webhooks:failed` tally (/metrics).
-_DELIVERED = sa.text(f"""
-WITH ended AS (
+# (and was claimed again) neither overwrites the newer attempt's record nor frees its
+# webhook. The webhook is locked first (see _CLAIM).
+_HOOK = """
+hook AS (SELECT id FROM webhooks WHERE id = :webhook_id FOR NO KEY UPDATE),
+ended AS (
     UPDATE webhook_deliveries
-       SET status = 'delivered', delivered_at = now(), next_attempt_at = NULL,
-           last_status_code = :code, last_error = NULL
-     WHERE webhook_id = :webhook_id AND event_id = :event_id
+       SET {outcome}
+     WHERE webhook_id = (SELECT id FROM hook) AND event_id = :event_id
        AND status = 'pending' AND attempts = :attempt
-    RETURNING webhook_id, event_id, status),
+    RETURNING webhook_id, event_id, status)"""
+
+_DELIVERED = sa.text(f"""
+WITH {
+    _HOOK.format(
+        outcome='''status = 'delivered', delivered_at = now(),
+           next_attempt_at = NULL, last_status_code = :code, last_error = NULL'''
+    )
+},
 healthy AS (
-    UPDATE webhooks w SET failures = 0, backoff_until = NULL
-      FROM ended
-     WHERE w.id = ended.webhook_id AND (w.failures > 0 OR w.backoff_until IS NOT NULL))
+    UPDATE webhooks w SET sending_until = NULL, failures = 0, backoff_until = NULL
+      FROM ended WHERE w.id = ended.webhook_id)
 {_TALLY}
 """)
 
 _NOT_DELIVERED = sa.text(f"""
-WITH ended AS (
-    UPDATE webhook_deliveries
-       SET status = CASE WHEN attempts >= :max_attempts THEN 'failed' ELSE 'pending' END,
+WITH {
+    _HOOK.format(
+        outcome='''status = CASE WHEN attempts >= :max_attempts THEN 'failed'
+                         ELSE 'pending' END,
            next_attempt_at = CASE WHEN attempts >= :max_attempts THEN NULL
                                   ELSE now() + make_interval(secs => :retry_in) END,
-           last_status_code = :code, last_error = :error
-     WHERE webhook_id = :webhook_id AND event_id = :event_id
-       AND status = 'pending' AND attempts = :attempt
-    RETURNING webhook_id, event_id, status),
+           last_status_code = :code, last_error = :error'''
+    )
+},
 backing_off AS (
     UPDATE webhooks w
-       SET failures = w.failures + 1, backoff_until = now() + make_interval(secs => :backoff)
+       SET sending_until = NULL, failures = w.failures + 1,
+           backoff_until = now() + make_interval(secs => :backoff)
       FROM ended WHERE w.id = ended.webhook_id)
 {_TALLY}
 """)

@@ -163,6 +163,7 @@ def upgrade() -> None:
         sa.Column("secret", sa.Text, nullable=False),
         sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
         sa.Column("backoff_until", sa.DateTime(timezone=True)),
+        sa.Column("sending_until", sa.DateTime(timezone=True)),
         sa.Column(
             "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
         ),

@@ -40,6 +40,7 @@ def test_create_stream_with_cron_shows_next_run_and_upcoming(
         "overlap": "skip",
         "misfire": "run_once",
         "pause_after_failures": None,
+        "late_after_seconds": None,
     }
     upcoming = [_time(value) for value in stream["upcoming"]]
     assert len(upcoming) == 5

@@ -121,11 +121,19 @@ def test_purge_deletes_old_ended_runs_and_ticks_and_nothing_live(workspace_id: U
 
     assert _run_ids() == {*recent, *live}
     assert (_tick_count(), _tick_count(30)) == (2, 0)
-    assert report.summary()["deleted"] == {"pipeline_executions": 6, "schedule_ticks": 3}
+    assert report.summary()["deleted"] == {
+        "pipeline_executions": 6,
+        "schedule_ticks": 3,
+        "webhook_deliveries": 0,
+    }
     assert report.finished
     # Again, as `celery -A app call runway.housekeeping.retention` runs it: nothing is left.
     again = json.loads(json.dumps(housekeeping_tasks.purge()))
-    assert again["deleted"] == {"pipeline_executions": 0, "schedule_ticks": 0}
+    assert again["deleted"] == {
+        "pipeline_executions": 0,
+        "schedule_ticks": 0,
+        "webhook_deliveries": 0,
+    }
 
 
 def test_a_run_queued_behind_a_purged_run_can_start(workspace_id: UUID) -> None:
@@ -163,13 +171,21 @@ def test_a_spent_budget_stops_between_batches_and_the_next_call_goes_on(
     _ticks(stream, "40 days", 3)
 
     first = retention.purge(batch_size=2, budget_seconds=0)
-    assert first.summary()["deleted"] == {"pipeline_executions": 2, "schedule_ticks": 2}
+    assert first.summary()["deleted"] == {
+        "pipeline_executions": 2,
+        "schedule_ticks": 2,
+        "webhook_deliveries": 0,
+    }
     assert not first.finished
 
     rest = retention.purge(batch_size=2)
-    assert rest.summary()["deleted"] == {"pipeline_executions": 3, "schedule_ticks": 1}
+    assert rest.summary()["deleted"] == {
+        "pipeline_executions": 3,
+        "schedule_ticks": 1,
+        "webhook_deliveries": 0,
+    }
     assert rest.finished
-    assert [len(p.batches) for p in rest.purged] == [2, 1]
+    assert [len(p.batches) for p in rest.purged] == [2, 1, 1]
     assert _run_ids() == set()
 
 
@@ -223,7 +239,10 @@ def test_beat_purges_when_it_starts_leading_whenever_it_last_ran(
     beat = spawn("beat")
 
     wait_for(lambda: _run_ids() == set(kept) and _tick_count() == 0, 20, "beat to purge")
-    assert "retention: deleted 3 pipeline_executions, 3 schedule_ticks" in beat.log()
+    assert (
+        "retention: deleted 3 pipeline_executions, 3 schedule_ticks, 0 webhook_deliveries"
+        in beat.log()
+    )
 
 
 class _Probe:
@@ -309,6 +328,7 @@ def test_a_million_old_rows_go_without_a_long_lock_or_transaction(
     assert report.summary()["deleted"] == {
         "pipeline_executions": 500_000,
         "schedule_ticks": 500_000,
+        "webhook_deliveries": 0,
     }
     assert report.finished
     assert _run_ids() == {probe.run_id}

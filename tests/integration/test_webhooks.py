@@ -12,6 +12,7 @@ The schedule ticker and the late pass are called by hand. Every wait has a deadl
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -28,8 +29,8 @@ from app import db, housekeeping, retention, workspaces
 from app.models import pipeline_executions, research_streams
 from app.schedules import ticker
 from app.settings import get_settings
-from app.webhooks import signing
-from app.webhooks.deliverer import Deliverer
+from app.webhooks import signing, store
+from app.webhooks.deliverer import LEASE_SECONDS, Deliverer
 from tests.fixtures.queries import runs_of, ticks_of
 from tests.fixtures.receivers import Receiver, Receivers
 from tests.fixtures.services import unpublished_run, wait_for, wait_for_status
@@ -519,6 +520,80 @@ def test_a_failing_endpoint_gets_the_same_event_again_until_it_answers_2xx(
     assert delivery["last_status_code"] == 200
     assert delivery["delivered_at"] is not None
     assert delivery["next_attempt_at"] is None
+
+
+def _claimed_and_abandoned(count: int = 1) -> list[store.Delivery]:
+    """What beats killed mid-send leave: their claims committed (attempts counted, deliveries
+    and webhooks leased), no outcome. The leases are then made to have run out, as they will."""
+    with db.unit_of_work() as conn:
+        room = store.Room(total=count, per_workspace=count, crowded={})
+        claimed = store.claim_due(conn, [], room, LEASE_SECONDS, 12)
+        conn.execute(sa.text("UPDATE webhook_deliveries SET next_attempt_at = now()"))
+        conn.execute(sa.text("UPDATE webhooks SET sending_until = now()"))
+    assert len(claimed) == count
+    return claimed
+
+
+def test_a_delivery_a_dead_beat_claimed_is_sent_again_with_its_event_id(
+    api: TestClient,
+    auth: Headers,
+    receivers: Receivers,
+    start_deliverer: Callable[[], Deliverer],
+) -> None:
+    receiver = receivers.start()
+    created = create_webhook(api, auth, receiver.url, ["run.failed"])
+    event_id = api.post(f"/webhooks/{created['id']}/test", headers=auth).json()["event_id"]
+    [abandoned] = _claimed_and_abandoned()
+    assert str(abandoned.event_id) == event_id
+
+    start_deliverer()
+    receiver.wait_for(lambda got: len(got) == 1, DELIVERY_DEADLINE)
+    delivery = wait_for_delivery(
+        api, auth, created["id"], lambda d: d["status"] == "delivered", "the delivery"
+    )
+    assert [event["id"] for event in verified(receiver, created["secret"])] == [event_id]
+    assert delivery["attempts"] == 2  # the dead beat's attempt counts
+
+
+def test_an_abandoned_delivery_out_of_attempts_ends_failed_and_is_counted(
+    api: TestClient,
+    auth: Headers,
+    receivers: Receivers,
+    setting: Callable[[str, str], None],
+) -> None:
+    """Several at once, of one workspace: their tallies go in one statement."""
+    hooks = [create_webhook(api, auth, receivers.start().url, ["run.failed"]) for _ in range(4)]
+    for hook in hooks:
+        api.post(f"/webhooks/{hook['id']}/test", headers=auth)
+    _claimed_and_abandoned(len(hooks))
+    with db.unit_of_work() as conn:
+        room = store.Room(total=16, per_workspace=16, crowded={})
+        assert store.claim_due(conn, [], room, LEASE_SECONDS, max_attempts=1) == []
+    for hook in hooks:
+        [ended] = deliveries(api, auth, hook["id"])
+        assert (ended["status"], ended["attempts"]) == ("failed", 1)
+        assert ended["last_error"] == "no outcome recorded for its attempts"
+    scraped = _scrape(api, auth)
+    assert scraped[("runway_webhook_deliveries_total", "failed")] == 4
+
+
+def test_one_endpoint_gets_one_attempt_at_a_time_whatever_the_beats(
+    api: TestClient,
+    auth: Headers,
+    receivers: Receivers,
+    start_deliverer: Callable[[], Deliverer],
+) -> None:
+    receiver = receivers.start(delay=1.0)
+    created = create_webhook(api, auth, receiver.url, ["run.failed"])
+    for _ in range(4):
+        api.post(f"/webhooks/{created['id']}/test", headers=auth)
+    start_deliverer()
+    start_deliverer()  # two beats
+
+    got = receiver.wait_for(lambda got: len(got) == 4, DELIVERY_DEADLINE)
+    starts = sorted(request.at for request in got)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert min(gaps) > 0.9, f"attempts overlapped: {gaps}"
 
 
 def test_a_delivery_fails_for_good_after_max_attempts(

@@ -1,0 +1,93 @@
+"""Request and response bodies of backfill and the bulk run operations. A filter field may
+be left out but not sent as null, so `minProperties: 1` says "at least one filter"."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
+
+from api.schemas import not_nullable
+from app.runs.bulk import MAX_RETRIES
+from app.schedules.backfill import MAX_SLOTS
+
+RunTypeName = Literal["scheduled", "manual", "test"]
+LiveStatus = Literal["pending", "running", "retrying"]
+
+
+def _refuse_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("may be left out, but not null")
+    return value
+
+
+class BackfillIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    start: AwareDatetime = Field(
+        alias="from", description="The first slot considered (inclusive), with its offset."
+    )
+    to: AwareDatetime = Field(
+        description="The end of the range (exclusive), with its offset; not after now."
+    )
+    dry_run: StrictBool = Field(False, description="List the slots; create nothing.")
+
+
+class BackfillOut(BaseModel):
+    slots: list[datetime] = Field(
+        description=f"Every slot of the stream's schedule in [from, to), oldest first; at most "
+        f"{MAX_SLOTS} (a longer range is a 422: backfill it in parts)."
+    )
+    created: int = Field(description="Runs created (a dry run: runs it would create).")
+    existing: int = Field(description="Slots that already had their run: nothing done.")
+    dry_run: bool
+
+
+class BulkCancelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+
+    stream_id: UUID | None = Field(None, json_schema_extra=not_nullable)
+    status: (
+        Annotated[list[LiveStatus], Field(min_length=1, json_schema_extra={"uniqueItems": True})]
+        | None
+    ) = Field(None, description="Any of these statuses.", json_schema_extra=not_nullable)
+    run_type: RunTypeName | None = Field(None, json_schema_extra=not_nullable)
+    created_before: AwareDatetime | None = Field(
+        None, description="Runs created before this time.", json_schema_extra=not_nullable
+    )
+
+    _not_null = field_validator("stream_id", "status", "run_type", "created_before", mode="before")(
+        _refuse_null
+    )
+
+
+class BulkCancelOut(BaseModel):
+    cancelled: int = Field(description="Waiting runs (pending, retrying) cancelled at once.")
+    cancel_requested: int = Field(
+        description="Running runs asked to stop: each ends `cancelled` within the grace."
+    )
+
+
+class BulkRetryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["failed", "cancelled"] = Field(description="Retry runs that ended so.")
+    stream_id: UUID | None = Field(None, json_schema_extra=not_nullable)
+    run_type: RunTypeName | None = Field(None, json_schema_extra=not_nullable)
+    completed_after: AwareDatetime | None = Field(
+        None, description="Runs that ended after this time.", json_schema_extra=not_nullable
+    )
+
+    _not_null = field_validator("stream_id", "run_type", "completed_after", mode="before")(
+        _refuse_null
+    )
+
+
+class BulkRetryOut(BaseModel):
+    created: int = Field(
+        description=f"New runs, each with `retry_of`: at most {MAX_RETRIES}, oldest "
+        "originals first; a run retried before (by any means) is not retried again."
+    )
+    more: bool = Field(description="More runs match: call again for the next ones.")
