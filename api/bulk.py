@@ -7,7 +7,15 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 from api.schemas import not_nullable
 from app.runs.bulk import MAX_RETRIES
@@ -61,6 +69,14 @@ class BulkCancelIn(BaseModel):
     _not_null = field_validator("stream_id", "status", "run_type", "created_before", mode="before")(
         _refuse_null
     )
+
+    @model_validator(mode="after")
+    def _a_filter(self) -> BulkCancelIn:
+        if not self.model_fields_set:
+            raise ValueError(
+                "give at least one filter: stream_id, status, run_type or created_before"
+            )
+        return self
 
 
 class BulkCancelOut(BaseModel):

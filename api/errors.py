@@ -72,7 +72,7 @@ async def _conflict(_: Request, error: Exception) -> JSONResponse:
 
 async def _invalid(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, InvalidInput)
-    where = [error.location, *error.field.split(".")]
+    where = [error.location, *(error.field.split(".") if error.field else [])]
     detail = [{"loc": where, "msg": error.message, "type": "value_error"}]
     return JSONResponse({"detail": detail}, status_code=422)
 

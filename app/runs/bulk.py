@@ -61,7 +61,7 @@ class Retried:
 def cancel(workspace_id: UUID, selection: Selection) -> Cancelled:
     if selection.empty:
         raise InvalidInput(
-            "body", "give at least one filter: stream_id, status, run_type or created_before"
+            "", "give at least one filter: stream_id, status, run_type or created_before"
         )
     if not set(selection.statuses) <= set(LIVE):
         raise InvalidInput("status", "only pending, running or retrying runs can be cancelled")
@@ -91,6 +91,7 @@ def retry(workspace_id: UUID, selection: Selection) -> Retried:
     }:
         raise InvalidInput("status", "must be failed or cancelled")
     with db.unit_of_work() as conn:
+        bulk_store.lock_retries(conn, workspace_id)
         originals = bulk_store.retryable(conn, workspace_id, selection, MAX_RETRIES + 1)
         capped = workspace_id in gate.capped_workspaces(conn, [workspace_id])
         values = [retry_values(run, capped) for run in originals[:MAX_RETRIES]]

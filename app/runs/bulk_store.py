@@ -62,11 +62,20 @@ def cancel(conn: Connection, workspace_id: UUID, selection: Selection) -> Sequen
     return conn.execute(statement).all()
 
 
+def lock_retries(conn: Connection, workspace_id: UUID) -> None:
+    """Bulk retries of a workspace take turns (until the transaction ends): each one's look
+    for runs not retried yet then sees what the one before it committed."""
+    conn.execute(
+        sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"runway:bulk-retry:{workspace_id}"},
+    )
+
+
 def retryable(
     conn: Connection, workspace_id: UUID, selection: Selection, limit: int
 ) -> Sequence[Row[Any]]:
-    """Matching ended runs never retried before, oldest first, locked (a concurrent bulk
-    retry skips them: no run is retried twice)."""
+    """Matching ended runs never retried before, oldest first, locked (a single retry in
+    flight meanwhile is skipped). Take lock_retries first: no run is retried twice."""
     original, retry = runs.alias("original"), runs.alias("retry")
     retried = sa.select(retry.c.id).where(retry.c.retry_of == original.c.id).exists()
     statement = (

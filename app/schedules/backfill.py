@@ -44,7 +44,9 @@ def backfill(
     workspace_id: UUID, stream_id: UUID, start: datetime, end: datetime, dry_run: bool = False
 ) -> Backfill:
     with db.unit_of_work() as conn:
-        stream = streams_store.get(conn, stream_id, workspace_id)
+        # Locked (not for a dry run): the ticker skips the stream meanwhile, instead of
+        # writing its slot's tick and run in the opposite order to this transaction.
+        stream = streams_store.get(conn, stream_id, workspace_id, for_update=not dry_run)
         if stream is None:
             raise NotFound("stream", stream_id)
         _check_range(start, end)

@@ -144,8 +144,9 @@ def record_ticks(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[in
 
 
 def record_backfilled(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Ticks of backfilled slots (`stream_id`, `scheduled_for`, `execution_id`). A slot
-    recorded before without a run (`missed`, `skipped_overlap`) now says `backfilled`."""
+    """Ticks of backfilled slots (`stream_id`, `scheduled_for`, `execution_id`): only slots
+    whose run was just created, so a tick recorded before (`missed`, `skipped_overlap`, or
+    `fired` with a run since deleted) names no live run and now says `backfilled`."""
     if not rows:
         return
     values = [{**row, "outcome": "backfilled", "reason": BACKFILLED} for row in rows]
@@ -157,7 +158,6 @@ def record_backfilled(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> No
             "execution_id": statement.excluded.execution_id,
             "reason": statement.excluded.reason,
         },
-        where=ticks.c.execution_id.is_(None),
     )
     conn.execute(statement)
 

@@ -421,12 +421,6 @@ def test_cli_backfill_bad_times_exit_1_with_one_line(
     assert runs_of(stream_id) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="record_backfilled (app/streams/store.py) only replaces a tick whose execution_id "
-    "is null: a slot whose run was deleted (POST /runs/cleanup) gets its run again but its "
-    "tick keeps saying `fired` with the deleted run's id",
-)
 def test_a_slot_whose_run_was_cleaned_up_gets_a_backfilled_tick_naming_the_new_run(
     api: TestClient, auth: dict[str, str], make_stream: Any, isolated_queues: str
 ) -> None:
