@@ -3,13 +3,16 @@ be left out but not sent as null, so `minProperties: 1` says "at least one filte
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -23,6 +26,26 @@ from app.schedules.backfill import MAX_SLOTS
 
 RunTypeName = Literal["scheduled", "manual", "test"]
 LiveStatus = Literal["pending", "running", "retrying"]
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _rfc3339(value: Any) -> Any:
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError("must be an RFC 3339 time with its offset, like 2026-03-29T06:00:00+02:00")
+    return value
+
+
+# A time as the schema says it (`format: date-time`), never a number or another notation.
+Moment = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+
+
+def _unique(statuses: list[str]) -> list[str]:
+    if len(set(statuses)) != len(statuses):
+        raise ValueError("names a status more than once")
+    return statuses
 
 
 def _refuse_null(value: Any) -> Any:
@@ -34,11 +57,12 @@ def _refuse_null(value: Any) -> Any:
 class BackfillIn(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    start: AwareDatetime = Field(
+    start: Moment = Field(
         alias="from", description="The first slot considered (inclusive), with its offset."
     )
-    to: AwareDatetime = Field(
-        description="The end of the range (exclusive), with its offset; not after now."
+    to: Moment = Field(
+        description="The end of the range (exclusive), with its offset; a time after now "
+        "is taken as now (only past slots are filled). No later than `from`: no slots."
     )
     dry_run: StrictBool = Field(False, description="List the slots; create nothing.")
 
@@ -58,11 +82,15 @@ class BulkCancelIn(BaseModel):
 
     stream_id: UUID | None = Field(None, json_schema_extra=not_nullable)
     status: (
-        Annotated[list[LiveStatus], Field(min_length=1, json_schema_extra={"uniqueItems": True})]
+        Annotated[
+            list[LiveStatus],
+            Field(min_length=1, json_schema_extra={"uniqueItems": True}),
+            AfterValidator(_unique),
+        ]
         | None
     ) = Field(None, description="Any of these statuses.", json_schema_extra=not_nullable)
     run_type: RunTypeName | None = Field(None, json_schema_extra=not_nullable)
-    created_before: AwareDatetime | None = Field(
+    created_before: Moment | None = Field(
         None, description="Runs created before this time.", json_schema_extra=not_nullable
     )
 
@@ -92,7 +120,7 @@ class BulkRetryIn(BaseModel):
     status: Literal["failed", "cancelled"] = Field(description="Retry runs that ended so.")
     stream_id: UUID | None = Field(None, json_schema_extra=not_nullable)
     run_type: RunTypeName | None = Field(None, json_schema_extra=not_nullable)
-    completed_after: AwareDatetime | None = Field(
+    completed_after: Moment | None = Field(
         None, description="Runs that ended after this time.", json_schema_extra=not_nullable
     )
 

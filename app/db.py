@@ -51,9 +51,15 @@ def _forget(close: bool) -> None:
     _current.engine = _current.autocommit = None
 
 
+# Rows an executemany INSERT ... RETURNING sends as ONE statement; more make several, and
+# a transaction must change runs in one statement (app/runs/store.py).
+INSERT_PAGE = 1000
+
+
 def create_engine(url: str, **options: Any) -> Engine:
     return sa.create_engine(
         url,
+        insertmanyvalues_page_size=INSERT_PAGE,
         pool_size=5,
         max_overflow=10,
         # No pre-ping: it costs a round trip per checkout on the hot path. A connection broken

@@ -62,11 +62,12 @@ def delete_stream(stream_id: UUID, workspace: WorkspaceDep) -> Response:
 @router.post(
     "/{stream_id:uuid}/backfill",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=answers(NOT_FOUND, BODY),
+    responses=answers(NOT_FOUND, CONFLICT, BODY),
 )
 def backfill_stream(stream_id: UUID, body: BackfillIn, workspace: WorkspaceDep) -> BackfillOut:
-    """A scheduled run for every slot of the stream's schedule in [from, to) that has none,
-    each recorded as a `backfilled` tick; the same call again creates nothing."""
+    """A scheduled run for every past slot of the stream's schedule in [from, to) that has
+    none, each recorded as a `backfilled` tick; the same call again creates nothing. More
+    than 1,000 slots is a 422 (split the range); a stream without a schedule, a 409."""
     done = backfill.backfill(workspace, stream_id, body.start, body.to, body.dry_run)
     return BackfillOut(
         slots=done.slots, created=done.created, existing=done.existing, dry_run=done.dry_run

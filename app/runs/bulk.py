@@ -2,11 +2,13 @@
 
 A filter is required: an empty one is refused, never taken for "everything".
 
-Cancel is one conditional UPDATE over the selection: waiting runs (pending, retrying) end
-`cancelled` at once, running ones are asked to stop (they end `cancelled` within the grace,
-as a single cancel's do). One statement rather than one per kind, so a run that moves from
-running to retrying between two statements cannot slip through both. The follow-ups of the
-runs cancelled (the runs queued behind them, the limit slots they held) come after commit.
+Cancel is set-based, in batches of CANCEL_BATCH runs by id, each one conditional UPDATE in
+its own transaction: waiting runs (pending, retrying) end `cancelled` at once, running ones
+are asked to stop (they end `cancelled` within the grace, as a single cancel's do). One
+statement for both kinds, so a run that moves from running to retrying between two
+statements cannot slip through both. The follow-ups of each batch's cancelled runs (the
+runs queued behind them, the limit slots they held) come after its commit. A matching run
+created while the call goes on may or may not be cancelled.
 
 Retry makes a new run, with `retry_of`, for each matching failed or cancelled run that has
 not been retried before (so pressing twice retries nothing twice), oldest first, at most
@@ -20,6 +22,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from psycopg.errors import DeadlockDetected
+from sqlalchemy.exc import OperationalError
+
 from app import db
 from app.errors import InvalidInput
 from app.limits import gate
@@ -29,6 +34,10 @@ from app.runs.service import retry_values
 from app.states import LIVE, RunStatus, RunType
 
 MAX_RETRIES = 1000
+# Bulk cancel goes in batches of this many runs, each its own transaction: no lock is held
+# longer than one batch (a heartbeat of a matching run waits at most that long).
+CANCEL_BATCH = 1000
+DEADLOCK_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -65,19 +74,38 @@ def cancel(workspace_id: UUID, selection: Selection) -> Cancelled:
         )
     if not set(selection.statuses) <= set(LIVE):
         raise InvalidInput("status", "only pending, running or retrying runs can be cancelled")
-    with db.unit_of_work() as conn:
-        touched = bulk_store.cancel(conn, workspace_id, selection)
-    ended = [run for run in touched if run.status == RunStatus.CANCELLED]
-    _follow_up(workspace_id, ended)
-    return Cancelled(len(ended), len(touched) - len(ended))
+    cancelled = asked = 0
+    after: UUID | None = None
+    while True:
+        touched = _cancel_batch(workspace_id, selection, after)
+        ended = [run for run in touched if run.status == RunStatus.CANCELLED]
+        _follow_up(workspace_id, ended)
+        cancelled, asked = cancelled + len(ended), asked + len(touched) - len(ended)
+        if len(touched) < CANCEL_BATCH:
+            return Cancelled(cancelled, asked)
+        after = max(run.id for run in touched)
+
+
+def _cancel_batch(workspace_id: UUID, selection: Selection, after: UUID | None) -> list[Any]:
+    """One batch, in its own transaction; tried again if Postgres broke a deadlock with it
+    (a heartbeat or a release locking some of the same runs in another order)."""
+    for attempt in range(DEADLOCK_TRIES):
+        try:
+            with db.unit_of_work() as conn:
+                return list(bulk_store.cancel(conn, workspace_id, selection, after, CANCEL_BATCH))
+        except OperationalError as error:
+            if not isinstance(error.orig, DeadlockDetected) or attempt == DEADLOCK_TRIES - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _follow_up(workspace_id: UUID, ended: list[Any]) -> None:
     """What each cancelled run would have set going at its end: the oldest run queued behind
     it on its stream, and the limit slots it may have held."""
-    streams = {run.stream_id for run in ended}
+    if not ended:
+        return
     with db.unit_of_work() as conn:
-        queued = [run_id for stream_id in streams for run_id in store.next_queued(conn, stream_id)]
+        queued = store.next_queued_of(conn, list({run.stream_id for run in ended}))
     dispatch.publish_many(queued)
     keys = sorted({key for run in ended if run.gated for key in run.limit_keys})
     if any(run.gated for run in ended):

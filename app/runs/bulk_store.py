@@ -37,17 +37,28 @@ def _matching(
     return conditions
 
 
-def cancel(conn: Connection, workspace_id: UUID, selection: Selection) -> Sequence[Row[Any]]:
-    """Every matching live run: waiting ones end cancelled, running ones are asked to stop.
-    Returns each run touched with its status after."""
+def cancel(
+    conn: Connection, workspace_id: UUID, selection: Selection, after: UUID | None, limit: int
+) -> Sequence[Row[Any]]:
+    """Up to `limit` matching live runs, by id after `after`: waiting ones end cancelled,
+    running ones are asked to stop. Returns each run touched, with its status after. The
+    rows are locked in id order, and each batch is its own short transaction."""
+    live = [status.value for status in LIVE]
+    batch = (
+        sa.select(runs.c.id)
+        .where(*_matching(runs, workspace_id, selection), runs.c.status.in_(live))
+        .order_by(runs.c.id)
+        .limit(limit)
+        .with_for_update()
+    )
+    if after is not None:
+        batch = batch.where(runs.c.id > after)
+    chosen = batch.cte("chosen")
     waiting = runs.c.status.in_([status.value for status in CLAIMABLE])
     now = sa.func.now()
     statement = (
         sa.update(runs)
-        .where(
-            *_matching(runs, workspace_id, selection),
-            runs.c.status.in_([status.value for status in LIVE]),
-        )
+        .where(runs.c.id == chosen.c.id, runs.c.status.in_(live))
         .values(
             status=sa.case((waiting, RunStatus.CANCELLED.value), else_=runs.c.status),
             cancel_requested_at=sa.func.coalesce(runs.c.cancel_requested_at, now),

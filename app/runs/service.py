@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection, Row
 from app import db
 from app.errors import Conflict, InvalidInput, NotFound
 from app.limits import gate
-from app.runs import dispatch, store
+from app.runs import bulk_store, dispatch, store
 from app.runs.job import Job
 from app.settings import get_settings
 from app.states import CLAIMABLE, RunStatus, RunType
@@ -127,6 +127,7 @@ def cancel(workspace_id: UUID, run_id: UUID) -> Row[Any]:
 def retry(workspace_id: UUID, run_id: UUID) -> Row[Any]:
     """A failed or cancelled run, again: a new run with `retry_of` pointing at the old one."""
     with db.unit_of_work() as conn:
+        bulk_store.lock_retries(conn, workspace_id)  # a bulk retry then sees this one
         original = _run(conn, workspace_id, run_id)
         if original.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
             raise Conflict(

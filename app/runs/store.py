@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.engine import Connection, Row
 
+from app import db
 from app.models import pipeline_executions as runs
 from app.runs.job import Job
 from app.runs.outcome import Outcome
@@ -47,6 +48,8 @@ def insert_scheduled(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> lis
     """
     if not rows:
         return []
+    if len(rows) > db.INSERT_PAGE:
+        raise ValueError(f"at most {db.INSERT_PAGE} runs in one statement")
     statement = (
         insert(runs)
         .on_conflict_do_nothing(
@@ -434,6 +437,21 @@ def next_queued(conn: Connection, stream_id: UUID) -> list[UUID]:
         )
         .order_by(runs.c.created_at, runs.c.id)
         .limit(1)
+    )
+    return list(conn.execute(statement).scalars())
+
+
+def next_queued_of(conn: Connection, stream_ids: Sequence[UUID]) -> list[UUID]:
+    """next_queued for many streams, in one statement."""
+    statement = (
+        sa.select(runs.c.id)
+        .where(
+            runs.c.stream_id.in_(stream_ids),
+            runs.c.after_run.is_not(None),
+            runs.c.status == RunStatus.PENDING,
+        )
+        .order_by(runs.c.stream_id, runs.c.created_at, runs.c.id)
+        .ext(distinct_on(runs.c.stream_id))
     )
     return list(conn.execute(statement).scalars())
 

@@ -1,7 +1,8 @@
 """Backfill: a scheduled run for every slot of a stream's schedule in [from, to) that has none.
 
 The slots are the stream's own: its cron in its time zone, with the DST rules of
-app/schedules/cron.py, or its interval on its grid. One transaction inserts the runs
+app/schedules/cron.py, or its interval on its grid; only past ones (`to` is taken as now
+when later), and none for an empty range. One transaction inserts the runs
 (the unique `(stream_id, scheduled_for)` of scheduled runs makes a slot that has its run,
 however it got it, and a second or concurrent call, create nothing) and their `backfilled`
 ticks; the runs start after the commit, through their limit keys and priority like any
@@ -20,7 +21,7 @@ from uuid import UUID
 from sqlalchemy.engine import Connection, Row
 
 from app import db
-from app.errors import InvalidInput, NotFound
+from app.errors import Conflict, InvalidInput, NotFound
 from app.limits import gate
 from app.runs import store as runs_store
 from app.schedules import config as schedules
@@ -29,12 +30,12 @@ from app.settings import get_settings
 from app.streams import store as streams_store
 
 MAX_SLOTS = 1000
-_INSTANT = timedelta(microseconds=1)
+_SECOND = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
 class Backfill:
-    slots: list[datetime]  # every slot in the range, oldest first
+    slots: list[datetime]  # every slot in [from, min(to, now)), oldest first
     created: int  # runs created (a dry run: runs it would create)
     existing: int  # slots that already had their run
     dry_run: bool
@@ -49,8 +50,7 @@ def backfill(
         stream = streams_store.get(conn, stream_id, workspace_id, for_update=not dry_run)
         if stream is None:
             raise NotFound("stream", stream_id)
-        _check_range(start, end)
-        slots = slots_of(stream, start, end)
+        slots = slots_of(stream, start, min(end, datetime.now(UTC)))
         if dry_run:
             existing = runs_store.scheduled_slots(conn, stream_id, slots)
             return Backfill(slots, len(slots) - len(existing), len(existing), True)
@@ -62,8 +62,10 @@ def backfill(
 def _create(conn: Connection, stream: Row[Any], slots: list[datetime]) -> list[ticker.Created]:
     capped = gate.capped_workspaces(conn, [stream.workspace_id])
     attempts = get_settings().max_attempts
+    now = datetime.now(UTC)  # `late_at`: a backfilled slot is past by design, never "late"
     runs = [
-        ticker.scheduled_run(stream, uuid.uuid4(), slot, None, attempts, capped) for slot in slots
+        ticker.scheduled_run(stream, uuid.uuid4(), slot, None, attempts, capped) | {"late_at": now}
+        for slot in slots
     ]
     inserted = set(runs_store.insert_scheduled(conn, runs))
     made = [run for run in runs if run["id"] in inserted]
@@ -81,22 +83,20 @@ def _create(conn: Connection, stream: Row[Any], slots: list[datetime]) -> list[t
     return [ticker.Created.of(run) for run in made]
 
 
-def _check_range(start: datetime, end: datetime) -> None:
-    if end <= start:
-        raise InvalidInput("to", "must be after `from`")
-    if end > datetime.now(UTC):
-        raise InvalidInput("to", "must not be after now: a backfill fills past slots")
-
-
 def slots_of(stream: Row[Any], start: datetime, end: datetime) -> list[datetime]:
     """The stream's slots in [start, end), at most MAX_SLOTS (InvalidInput beyond)."""
     if stream.schedule_config is None:
-        raise InvalidInput("stream_id", "the stream has no schedule to backfill", "path")
+        raise Conflict(f"stream {stream.id} has no schedule to backfill")
     config = schedules.parse(stream.schedule_config)
-    anchor = stream.next_scheduled_run or stream.last_scheduled_run or start
+    # An interval's grid: where the stream's slots fall, or fell; a stream that never fired
+    # has it from its creation, so every backfill of it agrees.
+    anchor = stream.next_scheduled_run or stream.last_scheduled_run or stream.created_at
     slots: list[datetime] = []
     try:
-        moment = config.next_after(start - _INSTANT, anchor)
+        # From a whole second before: cron's arithmetic far from 1970 has no microseconds.
+        moment = config.next_after(start.replace(microsecond=0) - _SECOND, anchor)
+        while moment < start:
+            moment = config.next_after(moment, anchor)
         while moment < end:
             if len(slots) == MAX_SLOTS:
                 raise InvalidInput(
