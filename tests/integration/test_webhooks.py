@@ -74,6 +74,27 @@ def start_deliverer(database_url: str) -> Iterator[Callable[[], Deliverer]]:
         deliverer.stop()
 
 
+Listen = Callable[[list[str]], tuple[Receiver, Json]]
+
+
+@pytest.fixture
+def listen(
+    api: TestClient,
+    auth: Headers,
+    receivers: Receivers,
+    start_deliverer: Callable[[], Deliverer],
+) -> Listen:
+    """A receiver, a webhook for `events` sending to it, and a deliverer running."""
+
+    def start(events: list[str]) -> tuple[Receiver, Json]:
+        receiver = receivers.start()
+        created = create_webhook(api, auth, receiver.url, events)
+        start_deliverer()
+        return receiver, created
+
+    return start
+
+
 def create_webhook(
     api: TestClient, auth: Headers, url: str, events: list[str], **fields: Any
 ) -> Json:
@@ -305,10 +326,9 @@ def test_run_completed_is_delivered_signed_with_the_run_as_the_api_shows_it(
     receivers: Receivers,
     worker: Any,
     start_deliverer: Callable[[], Deliverer],
+    listen: Listen,
 ) -> None:
-    receiver = receivers.start()
-    created = create_webhook(api, auth, receiver.url, ["run.completed"])
-    start_deliverer()
+    receiver, created = listen(["run.completed"])
     run = api.post("/runs", json={"stream_id": make_stream()["id"]}, headers=auth).json()
     wait_for_status(run["id"], "completed")
 
@@ -339,10 +359,9 @@ def test_run_failed_is_delivered(
     receivers: Receivers,
     worker: Any,
     start_deliverer: Callable[[], Deliverer],
+    listen: Listen,
 ) -> None:
-    receiver = receivers.start()
-    created = create_webhook(api, auth, receiver.url, ["run.failed"])
-    start_deliverer()
+    receiver, created = listen(["run.failed"])
     run = api.post("/runs", json={"stream_id": make_stream("builtin.fail")["id"]}, headers=auth)
     wait_for_status(run.json()["id"], "failed")
 
@@ -359,10 +378,9 @@ def test_run_cancelled_is_delivered_when_a_pending_run_is_cancelled(
     make_stream: Callable[..., Json],
     receivers: Receivers,
     start_deliverer: Callable[[], Deliverer],
+    listen: Listen,
 ) -> None:
-    receiver = receivers.start()
-    created = create_webhook(api, auth, receiver.url, ["run.cancelled"])
-    start_deliverer()
+    receiver, created = listen(["run.cancelled"])
     run_id = unpublished_run(UUID(make_stream()["id"]))  # pending, never sent to a worker
 
     assert api.delete(f"/runs/{run_id}", headers=auth).status_code == 200
@@ -379,10 +397,9 @@ def test_run_late_is_delivered_once_for_a_scheduled_run_left_pending(
     make_stream: Callable[..., Json],
     receivers: Receivers,
     start_deliverer: Callable[[], Deliverer],
+    listen: Listen,
 ) -> None:
-    receiver = receivers.start()
-    created = create_webhook(api, auth, receiver.url, ["run.late"])
-    start_deliverer()
+    receiver, created = listen(["run.late"])
     stream = make_stream(schedule_config={"interval_seconds": 1, "late_after_seconds": 1})
     tick_until(lambda: len(runs_of(stream["id"])) == 1, "the scheduled run")
     run_id = str(runs_of(stream["id"])[0].id)
@@ -404,10 +421,9 @@ def test_stream_paused_is_delivered_with_the_reason(
     receivers: Receivers,
     worker: Any,
     start_deliverer: Callable[[], Deliverer],
+    listen: Listen,
 ) -> None:
-    receiver = receivers.start()
-    created = create_webhook(api, auth, receiver.url, ["stream.paused"])
-    start_deliverer()
+    receiver, created = listen(["stream.paused"])
     stream = make_stream(
         "builtin.fail", schedule_config={"interval_seconds": 1, "pause_after_failures": 1}
     )
@@ -429,10 +445,9 @@ def test_stream_recovered_is_delivered_once_when_a_scheduled_run_completes_after
     receivers: Receivers,
     worker: Any,
     start_deliverer: Callable[[], Deliverer],
+    listen: Listen,
 ) -> None:
-    receiver = receivers.start()
-    created = create_webhook(api, auth, receiver.url, ["stream.recovered"])
-    start_deliverer()
+    receiver, created = listen(["stream.recovered"])
     stream = make_stream("builtin.fail", schedule_config={"interval_seconds": 1})
     tick_until(lambda: len(runs_of(stream["id"])) == 1, "the first scheduled run")
     wait_for_status(runs_of(stream["id"])[0].id, "failed")
@@ -457,10 +472,9 @@ def test_schedule_missed_is_delivered_with_the_missed_tick(
     make_stream: Callable[..., Json],
     receivers: Receivers,
     start_deliverer: Callable[[], Deliverer],
+    listen: Listen,
 ) -> None:
-    receiver = receivers.start()
-    created = create_webhook(api, auth, receiver.url, ["schedule.missed"])
-    start_deliverer()
+    receiver, created = listen(["schedule.missed"])
     stream = make_stream(schedule_config={"interval_seconds": 3600, "misfire": "skip"})
     set_stream(stream["id"], next_scheduled_run=sa.func.now() - timedelta(minutes=10))
 
@@ -481,10 +495,9 @@ def test_ping_is_accepted_and_its_event_id_arrives(
     auth: Headers,
     receivers: Receivers,
     start_deliverer: Callable[[], Deliverer],
+    listen: Listen,
 ) -> None:
-    receiver = receivers.start()
-    created = create_webhook(api, auth, receiver.url, ["run.failed"])
-    start_deliverer()
+    receiver, created = listen(["run.failed"])
 
     response = api.post(f"/webhooks/{created['id']}/test", headers=auth)
 

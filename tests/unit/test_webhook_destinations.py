@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +27,7 @@ from app.webhooks.destinations import (
     resolve,
 )
 from tests.fixtures.receivers import Receivers
+from tests.fixtures.tls import make_certificate
 
 TLS_HOST = "hooks.example.test"
 
@@ -297,15 +296,7 @@ def test_a_pinned_request_reaches_the_address_with_the_original_host(
 @pytest.fixture
 def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path, list[str | None]]]:
     """A one-connection TLS server for TLS_HOST; yields its port, CA file and the SNI seen."""
-    if shutil.which("openssl") is None:
-        pytest.fail("openssl is needed to make a certificate: apt-get install openssl")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj",
-         f"/CN={TLS_HOST}", "-addext", f"subjectAltName=DNS:{TLS_HOST}"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = make_certificate(tmp_path, TLS_HOST)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     names: list[str | None] = []

@@ -4,10 +4,8 @@ and an answer in time delivers."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +17,7 @@ import httpx
 import pytest
 
 from app.webhooks import destinations, sending
+from tests.fixtures.tls import make_certificate
 
 HOST = "hooks.example.test"
 TRICKLE_SECONDS = 6.0
@@ -33,16 +32,7 @@ class Server:
 
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.fail("openssl is needed to make a certificate: apt-get install openssl")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj",
-         f"/CN={HOST}", "-addext", f"subjectAltName=DNS:{HOST}"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
+    return make_certificate(tmp_path, HOST)
 
 
 def _serve(listener: socket.socket, context: ssl.SSLContext | None, delay: float) -> None:

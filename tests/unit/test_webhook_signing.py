@@ -88,3 +88,12 @@ def test_a_duplicated_timestamp_is_refused_even_when_one_is_right() -> None:
 
 def test_nan_for_now_refuses() -> None:
     assert not verify(SECRET, BODY, signature(SECRET, BODY, NOW), now=float("nan"))
+
+
+def test_the_api_offers_exactly_the_events_the_table_takes() -> None:
+    from typing import get_args
+
+    from api.webhooks import EventType
+    from app.models import WEBHOOK_EVENTS
+
+    assert get_args(EventType) == WEBHOOK_EVENTS
