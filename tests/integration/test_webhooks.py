@@ -323,9 +323,7 @@ def test_run_completed_is_delivered_signed_with_the_run_as_the_api_shows_it(
     auth: Headers,
     workspace_id: UUID,
     make_stream: Callable[..., Json],
-    receivers: Receivers,
     worker: Any,
-    start_deliverer: Callable[[], Deliverer],
     listen: Listen,
 ) -> None:
     receiver, created = listen(["run.completed"])
@@ -356,9 +354,7 @@ def test_run_failed_is_delivered(
     api: TestClient,
     auth: Headers,
     make_stream: Callable[..., Json],
-    receivers: Receivers,
     worker: Any,
-    start_deliverer: Callable[[], Deliverer],
     listen: Listen,
 ) -> None:
     receiver, created = listen(["run.failed"])
@@ -376,8 +372,6 @@ def test_run_cancelled_is_delivered_when_a_pending_run_is_cancelled(
     api: TestClient,
     auth: Headers,
     make_stream: Callable[..., Json],
-    receivers: Receivers,
-    start_deliverer: Callable[[], Deliverer],
     listen: Listen,
 ) -> None:
     receiver, created = listen(["run.cancelled"])
@@ -395,8 +389,6 @@ def test_run_late_is_delivered_once_for_a_scheduled_run_left_pending(
     auth: Headers,
     isolated_queues: str,
     make_stream: Callable[..., Json],
-    receivers: Receivers,
-    start_deliverer: Callable[[], Deliverer],
     listen: Listen,
 ) -> None:
     receiver, created = listen(["run.late"])
@@ -418,9 +410,7 @@ def test_stream_paused_is_delivered_with_the_reason(
     api: TestClient,
     auth: Headers,
     make_stream: Callable[..., Json],
-    receivers: Receivers,
     worker: Any,
-    start_deliverer: Callable[[], Deliverer],
     listen: Listen,
 ) -> None:
     receiver, created = listen(["stream.paused"])
@@ -442,9 +432,7 @@ def test_stream_recovered_is_delivered_once_when_a_scheduled_run_completes_after
     api: TestClient,
     auth: Headers,
     make_stream: Callable[..., Json],
-    receivers: Receivers,
     worker: Any,
-    start_deliverer: Callable[[], Deliverer],
     listen: Listen,
 ) -> None:
     receiver, created = listen(["stream.recovered"])
@@ -470,8 +458,6 @@ def test_schedule_missed_is_delivered_with_the_missed_tick(
     api: TestClient,
     auth: Headers,
     make_stream: Callable[..., Json],
-    receivers: Receivers,
-    start_deliverer: Callable[[], Deliverer],
     listen: Listen,
 ) -> None:
     receiver, created = listen(["schedule.missed"])
@@ -493,8 +479,6 @@ def test_schedule_missed_is_delivered_with_the_missed_tick(
 def test_ping_is_accepted_and_its_event_id_arrives(
     api: TestClient,
     auth: Headers,
-    receivers: Receivers,
-    start_deliverer: Callable[[], Deliverer],
     listen: Listen,
 ) -> None:
     receiver, created = listen(["run.failed"])
