@@ -27,7 +27,7 @@ from app.schedules.backfill import MAX_SLOTS
 RunTypeName = Literal["scheduled", "manual", "test"]
 LiveStatus = Literal["pending", "running", "retrying"]
 _RFC3339 = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
 
@@ -55,7 +55,7 @@ def _refuse_null(value: Any) -> Any:
 
 
 class BackfillIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid")
 
     start: Moment = Field(
         alias="from", description="The first slot considered (inclusive), with its offset."

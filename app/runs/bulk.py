@@ -6,8 +6,8 @@ Cancel is set-based, in batches of CANCEL_BATCH runs by id, each one conditional
 its own transaction: waiting runs (pending, retrying) end `cancelled` at once, running ones
 are asked to stop (they end `cancelled` within the grace, as a single cancel's do). One
 statement for both kinds, so a run that moves from running to retrying between two
-statements cannot slip through both. The follow-ups of each batch's cancelled runs (the
-runs queued behind them, the limit slots they held) come after its commit. A matching run
+statements cannot slip through both. The follow-ups of the cancelled runs (the runs queued
+behind them, the limit slots they held) come once the last batch committed. A matching run
 created while the call goes on may or may not be cancelled.
 
 Retry makes a new run, with `retry_of`, for each matching failed or cancelled run that has
@@ -17,7 +17,7 @@ MAX_RETRIES per call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -76,14 +76,39 @@ def cancel(workspace_id: UUID, selection: Selection) -> Cancelled:
         raise InvalidInput("status", "only pending, running or retrying runs can be cancelled")
     cancelled = asked = 0
     after: UUID | None = None
-    while True:
-        touched = _cancel_batch(workspace_id, selection, after)
-        ended = [run for run in touched if run.status == RunStatus.CANCELLED]
+    ended = _Ended()
+    try:
+        while True:
+            touched = _cancel_batch(workspace_id, selection, after)
+            for run in touched:
+                if run.status == RunStatus.CANCELLED:
+                    cancelled += 1
+                    ended.add(run)
+                else:
+                    asked += 1
+            if len(touched) < CANCEL_BATCH:
+                return Cancelled(cancelled, asked)
+            after = max(run.id for run in touched)
+    finally:
+        # Once, after the last batch: a follow-up between batches could start a run that a
+        # later batch was to cancel (a queued run of the stream, a parked one of the key).
         _follow_up(workspace_id, ended)
-        cancelled, asked = cancelled + len(ended), asked + len(touched) - len(ended)
-        if len(touched) < CANCEL_BATCH:
-            return Cancelled(cancelled, asked)
-        after = max(run.id for run in touched)
+
+
+@dataclass
+class _Ended:
+    """What the runs a bulk cancel ended leave to do: their streams' queued runs to start,
+    and, if any held limit room, the keys to release."""
+
+    streams: set[UUID] = field(default_factory=set)
+    keys: set[str] = field(default_factory=set)
+    gated: bool = False
+
+    def add(self, run: Any) -> None:
+        self.streams.add(run.stream_id)
+        if run.gated:
+            self.gated = True
+            self.keys.update(run.limit_keys)
 
 
 def _cancel_batch(workspace_id: UUID, selection: Selection, after: UUID | None) -> list[Any]:
@@ -99,17 +124,15 @@ def _cancel_batch(workspace_id: UUID, selection: Selection, after: UUID | None) 
     raise AssertionError("unreachable")
 
 
-def _follow_up(workspace_id: UUID, ended: list[Any]) -> None:
+def _follow_up(workspace_id: UUID, ended: _Ended) -> None:
     """What each cancelled run would have set going at its end: the oldest run queued behind
     it on its stream, and the limit slots it may have held."""
-    if not ended:
-        return
-    with db.unit_of_work() as conn:
-        queued = store.next_queued_of(conn, list({run.stream_id for run in ended}))
-    dispatch.publish_many(queued)
-    keys = sorted({key for run in ended if run.gated for key in run.limit_keys})
-    if any(run.gated for run in ended):
-        gate.release(workspace_id, keys)
+    if ended.streams:
+        with db.unit_of_work() as conn:
+            queued = store.next_queued_of(conn, list(ended.streams))
+        dispatch.publish_many(queued)
+    if ended.gated:
+        gate.release(workspace_id, sorted(ended.keys))
 
 
 def retry(workspace_id: UUID, selection: Selection) -> Retried:

@@ -50,7 +50,7 @@ def backfill(
         stream = streams_store.get(conn, stream_id, workspace_id, for_update=not dry_run)
         if stream is None:
             raise NotFound("stream", stream_id)
-        slots = slots_of(stream, start, min(end, datetime.now(UTC)))
+        slots = slots_of(stream, start, _past(stream, end))
         if dry_run:
             existing = runs_store.scheduled_slots(conn, stream_id, slots)
             return Backfill(slots, len(slots) - len(existing), len(existing), True)
@@ -83,14 +83,27 @@ def _create(conn: Connection, stream: Row[Any], slots: list[datetime]) -> list[t
     return [ticker.Created.of(run) for run in made]
 
 
+def _past(stream: Row[Any], end: datetime) -> datetime:
+    """`end`, but no later than now, nor than a slot already due that beat has yet to
+    fire (it fires it, with its overlap check)."""
+    due: datetime | None = stream.next_scheduled_run
+    return min(end, datetime.now(UTC), *([due] if due is not None else []))
+
+
 def slots_of(stream: Row[Any], start: datetime, end: datetime) -> list[datetime]:
     """The stream's slots in [start, end), at most MAX_SLOTS (InvalidInput beyond)."""
     if stream.schedule_config is None:
         raise Conflict(f"stream {stream.id} has no schedule to backfill")
+    if end <= start:
+        return []
     config = schedules.parse(stream.schedule_config)
-    # An interval's grid: where the stream's slots fall, or fell; a stream that never fired
-    # has it from its creation, so every backfill of it agrees.
-    anchor = stream.next_scheduled_run or stream.last_scheduled_run or stream.created_at
+    # An interval's grid: where the stream's slots fall, or fell.
+    anchor = stream.next_scheduled_run or stream.last_scheduled_run
+    if anchor is None and config.interval_seconds is not None:
+        raise Conflict(
+            f"stream {stream.id} has never been scheduled, so its interval has no grid yet: "
+            "enable it first"
+        )
     slots: list[datetime] = []
     try:
         # From a whole second before: cron's arithmetic far from 1970 has no microseconds.

@@ -155,7 +155,7 @@ def test_backfill_across_fall_back_fires_the_repeated_hour_once_and_the_runs_com
     stream = make_stream(schedule_config=HOURLY_BERLIN)
     # A wider range overlapping the first: only the new slots get runs.
     overlap_from = "2026-10-25T01:00:00+02:00"
-    first = accepted(post_backfill(api, auth, stream["id"], overlap_from, "2026-10-25T02:30Z"))
+    first = accepted(post_backfill(api, auth, stream["id"], overlap_from, "2026-10-25T02:30:00Z"))
     assert first["slots"] == AUTUMN_SLOTS[1:4] and first["created"] == 3
 
     answer = accepted(post_backfill(api, auth, stream["id"], AUTUMN_FROM, AUTUMN_TO))
@@ -199,6 +199,8 @@ def test_bad_backfill_requests_are_refused_naming_the_field(
         ({"from": "2026-03-01T00:00:00", "to": "2026-03-01T05:00:00Z"}, ["body", "from"]),
         ({"from": past, "to": "2026-03-01T05:00:00"}, ["body", "to"]),
         ({"from": past, "to": "2026-03-01T05:00:00+0100"}, ["body", "to"]),
+        ({"from": past, "to": "2026-03-01T05:00Z"}, ["body", "to"]),
+        ({"start": past, "to": "2026-03-01T05:00:00Z"}, ["body", "from"]),
         ({"from": 1772323200, "to": "2026-03-01T05:00:00Z"}, ["body", "from"]),
         ({"to": "2026-03-01T05:00:00Z"}, ["body", "from"]),
         ({"from": past, "to": "2026-03-01T05:00:00Z", "dry_run": "yes"}, ["body", "dry_run"]),
@@ -234,14 +236,16 @@ def test_a_stream_without_a_schedule_is_409_and_another_workspace_s_stream_404(
     api: TestClient, auth: dict[str, str], make_stream: Any, isolated_queues: str
 ) -> None:
     on_demand = make_stream()["id"]
-    response = post_backfill(api, auth, on_demand, "2026-03-01T00:00Z", "2026-03-01T05:00Z")
+    response = post_backfill(api, auth, on_demand, "2026-03-01T00:00:00Z", "2026-03-01T05:00:00Z")
     assert response.status_code == 409, response.text
     assert "no schedule" in response.json()["detail"]
 
     scheduled = make_stream(schedule_config=HOURLY_UTC)["id"]
     other = {"Authorization": f"Bearer {workspaces.create_key('globex', 'tests')[1]}"}
     for stream_id in (scheduled, "00000000-0000-0000-0000-000000000001"):
-        response = post_backfill(api, other, stream_id, "2026-03-01T00:00Z", "2026-03-01T05:00Z")
+        response = post_backfill(
+            api, other, stream_id, "2026-03-01T00:00:00Z", "2026-03-01T05:00:00Z"
+        )
         assert response.status_code == 404, response.text
     assert runs_of(scheduled) == [] and ticks_of(scheduled) == []
 
@@ -310,7 +314,7 @@ def test_backfilled_runs_wait_for_their_limit_key_and_keep_the_stream_s_priority
     limits.put(workspace_id, "k", 1, None)
     low = make_stream(schedule_config=HOURLY_UTC, limit_keys=["k"], priority="low")
     high = UUID(make_stream(limit_keys=["k"], priority="high")["id"])
-    accepted(post_backfill(api, auth, low["id"], "2026-03-02T06:00Z", "2026-03-02T09:00Z"))
+    accepted(post_backfill(api, auth, low["id"], "2026-03-02T06:00:00Z", "2026-03-02T09:00:00Z"))
     backfilled = [run.id for run in runs_of(low["id"])]
     assert len(backfilled) == 3
 
@@ -472,3 +476,12 @@ def test_backfilled_runs_are_never_late(
     answer = post_backfill(api, auth, stream, "2026-03-01T00:00:00Z", "2026-03-01T05:00:00Z")
     assert answer.json()["created"] == 5
     assert housekeeping.mark_late() == 0
+
+
+def test_a_paused_interval_stream_that_never_fired_has_no_grid_to_backfill(
+    api: TestClient, auth: dict[str, str], make_stream: Any, isolated_queues: str
+) -> None:
+    stream = make_stream(schedule_config={"interval_seconds": 3600, "enabled": False})["id"]
+    response = post_backfill(api, auth, stream, "2026-03-01T00:00:00Z", "2026-03-01T05:00:00Z")
+    assert response.status_code == 409, response.text
+    assert "enable it first" in response.json()["detail"]
