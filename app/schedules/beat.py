@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 # Beat sleeps until the next stream is due, but at least tick_seconds / this: streams due
 # close together are claimed in one tick.
 MIN_SLEEP_FRACTION = 5
+# A tick of due streams stops after this share of the lock's timeout; what is left is due
+# at once, so the next tick (after RedBeat's, which extends the lock when due) goes on.
+TICK_SHARE_OF_LOCK = 3
 
 
 class RunwayScheduler(RedBeatScheduler):  # type: ignore[misc]
@@ -101,7 +104,8 @@ class RunwayScheduler(RedBeatScheduler):  # type: ignore[misc]
     def _tick_streams(self) -> float:
         """Claim due streams; the seconds until beat should look again."""
         try:
-            report = ticker.tick()
+            # A tick never outlives the lock: RedBeat's tick, which extends it, comes between.
+            report = ticker.tick(budget_seconds=self.lock_timeout / TICK_SHARE_OF_LOCK)
         except SQLAlchemyError as error:
             log.warning("beat: tick failed, trying again: %s", error)
             return self.tick_seconds

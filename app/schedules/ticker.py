@@ -10,6 +10,7 @@ published after the commit; a publish that fails is made good by the housekeepin
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,15 +41,21 @@ class TickReport:
     next_due: datetime | None  # the earliest slot still ahead
 
 
-def tick(now: datetime | None = None, max_batches: int = 20) -> TickReport:
-    """Handle every stream due at `now` (in batches), then say when the next one is due."""
+def tick(
+    now: datetime | None = None, max_batches: int = 20, budget_seconds: float | None = None
+) -> TickReport:
+    """Handle every stream due at `now` (in batches), then say when the next one is due.
+
+    `budget_seconds`: stop after the batch that spends it, the rest left due for the next
+    tick (beat keeps a tick shorter than its lock, which it extends between ticks)."""
     now = now or datetime.now(UTC)
+    deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
     streams = fired = 0
     for _ in range(max_batches):
         handled, created = _batch(now)
         fired += start(created)
         streams += handled
-        if handled < BATCH:
+        if handled < BATCH or (deadline is not None and time.monotonic() >= deadline):
             break
     with db.unit_of_work() as conn:
         next_due = streams_store.next_due(conn)

@@ -212,3 +212,30 @@ def _set_status(run_id: UUID, status: str) -> None:
             .where(pipeline_executions.c.id == run_id)
             .values(status=status, attempt=1 if status == "running" else 0)
         )
+
+
+def test_a_tick_past_its_budget_stops_after_a_batch_and_the_next_goes_on(
+    isolated_queues: str, make_stream: Any
+) -> None:
+    """Beat gives a tick a third of its lock's timeout: a tick of many due streams must not
+    outlive the lock, and what it leaves is handled by the next."""
+    first = make_stream(schedule_config={"interval_seconds": 60, "overlap": "allow"})["id"]
+    copies = ticker.BATCH + 200 - 1
+    with db.unit_of_work() as conn:
+        conn.execute(
+            sa.text("""
+            INSERT INTO research_streams (workspace_id, name, pipeline, params, schedule_config,
+                                          next_scheduled_run, priority, limit_keys)
+            SELECT s.workspace_id, s.name || g, s.pipeline, s.params, s.schedule_config,
+                   :t0, s.priority, s.limit_keys
+              FROM research_streams s, generate_series(1, :copies) g WHERE s.id = :id"""),
+            {"t0": T0, "copies": copies, "id": UUID(first)},
+        )
+    set_next(first, T0)
+
+    spent = ticker.tick(now=T0, budget_seconds=0)
+    rest = ticker.tick(now=T0, budget_seconds=0)
+
+    assert (spent.streams, rest.streams) == (ticker.BATCH, 200)
+    assert spent.next_due == T0  # what it left is due at once
+    assert ticker.tick(now=T0, budget_seconds=0).streams == 0
