@@ -28,8 +28,7 @@ from sqlalchemy.exc import OperationalError
 from app import db
 from app.errors import InvalidInput
 from app.limits import gate
-from app.runs import bulk_store, dispatch, store
-from app.runs.job import Job
+from app.runs import bulk_store, dispatch, starting, store
 from app.runs.service import retry_values
 from app.states import LIVE, RunStatus, RunType
 
@@ -147,8 +146,5 @@ def retry(workspace_id: UUID, selection: Selection) -> Retried:
         capped = workspace_id in gate.capped_workspaces(conn, [workspace_id])
         values = [retry_values(run, capped) for run in originals[:MAX_RETRIES]]
         created = bulk_store.insert_runs(conn, values)
-    dispatch.publish_many(Job(run.id, run.priority) for run in created if not run.gated)
-    keys = sorted({key for run in created if run.gated for key in run.limit_keys})
-    if any(run.gated for run in created):
-        gate.release(workspace_id, keys)
+    starting.start([starting.Created.of(run._mapping) for run in created])
     return Retried(len(created), len(originals) > MAX_RETRIES)

@@ -102,9 +102,5 @@ def retryable(
 def insert_runs(conn: Connection, values: Sequence[Mapping[str, Any]]) -> Sequence[Row[Any]]:
     if not values:
         return []
-    statement = (
-        insert(runs)
-        .values(list(values))
-        .returning(runs.c.id, runs.c.priority, runs.c.gated, runs.c.limit_keys)
-    )
+    statement = insert(runs).values(list(values)).returning(*runs.c)
     return conn.execute(statement).all()

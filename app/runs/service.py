@@ -16,8 +16,7 @@ from sqlalchemy.engine import Connection, Row
 from app import db
 from app.errors import Conflict, InvalidInput, NotFound
 from app.limits import gate
-from app.runs import bulk_store, dispatch, store
-from app.runs.job import Job
+from app.runs import bulk_store, dispatch, starting, store
 from app.settings import get_settings
 from app.states import CLAIMABLE, RunStatus, RunType
 from app.streams import store as streams_store
@@ -175,11 +174,7 @@ def _flow(
 
 
 def _start(run: Row[Any]) -> None:
-    """After the commit: publish the run, or (gated) release it if it fits."""
-    if run.gated:
-        gate.release(run.workspace_id, run.limit_keys)
-    else:
-        dispatch.publish(Job(run.id, run.priority))
+    starting.start([starting.Created.of(run._mapping)])
 
 
 def encode_cursor(row: Row[Any]) -> str:

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Row
 from app import db
 from app.errors import Conflict, InvalidInput, NotFound
 from app.limits import gate
+from app.runs import starting
 from app.runs import store as runs_store
 from app.schedules import config as schedules
 from app.schedules import ticker
@@ -55,11 +56,11 @@ def backfill(
             existing = runs_store.scheduled_slots(conn, stream_id, slots)
             return Backfill(slots, len(slots) - len(existing), len(existing), True)
         created = _create(conn, stream, slots)
-    ticker.start(created)
+    starting.start(created)
     return Backfill(slots, len(created), len(slots) - len(created), False)
 
 
-def _create(conn: Connection, stream: Row[Any], slots: list[datetime]) -> list[ticker.Created]:
+def _create(conn: Connection, stream: Row[Any], slots: list[datetime]) -> list[starting.Created]:
     capped = gate.capped_workspaces(conn, [stream.workspace_id])
     attempts = get_settings().max_attempts
     now = datetime.now(UTC)  # `late_at`: a backfilled slot is past by design, never "late"
@@ -80,7 +81,7 @@ def _create(conn: Connection, stream: Row[Any], slots: list[datetime]) -> list[t
             for run in made
         ],
     )
-    return [ticker.Created.of(run) for run in made]
+    return [starting.Created.of(run) for run in made]
 
 
 def _past(stream: Row[Any], end: datetime) -> datetime:

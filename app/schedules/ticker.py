@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Row
 
 from app import db
 from app.limits import gate
-from app.runs import dispatch
+from app.runs import starting
 from app.runs import store as runs_store
 from app.schedules.config import ScheduleConfig
 from app.schedules.planner import LiveRun, Plan, plan
@@ -53,7 +53,7 @@ def tick(
     streams = fired = 0
     for _ in range(max_batches):
         handled, created = _batch(now)
-        fired += start(created)
+        fired += starting.start(created)
         streams += handled
         if handled < BATCH or (deadline is not None and time.monotonic() >= deadline):
             break
@@ -62,44 +62,7 @@ def tick(
     return TickReport(streams, fired, next_due)
 
 
-@dataclass(frozen=True)
-class Created:
-    """A scheduled run just inserted, and what starting it needs."""
-
-    job: dispatch.Job
-    workspace_id: uuid.UUID
-    limit_keys: list[str]
-    waiting_for: dict[str, Any] | None
-
-    @classmethod
-    def of(cls, run: dict[str, Any]) -> Created:
-        """From the values `scheduled_run` made."""
-        job = dispatch.Job(run["id"], run["priority"], run["gated"])
-        return cls(job, run["workspace_id"], run["limit_keys"], run["waiting_for"])
-
-
-def start(created: list[Created]) -> int:
-    """After the commit: publish the runs that may start, release the keys of parked ones;
-    how many runs that set going."""
-    fired = dispatch.publish_many(run.job for run in created if not _parked(run))
-    return fired + _release_parked(created)
-
-
-def _parked(created: Created) -> bool:
-    """Gated runs wait for a release; one queued behind its stream (overlap) is published,
-    and its claim decides, as for any queued run."""
-    return created.waiting_for is not None and created.waiting_for["kind"] != "overlap"
-
-
-def _release_parked(created: list[Created]) -> int:
-    keys: dict[uuid.UUID, set[str]] = {}
-    for run in created:
-        if _parked(run):
-            keys.setdefault(run.workspace_id, set()).update(run.limit_keys)
-    return sum(gate.release(workspace_id, sorted(names)) for workspace_id, names in keys.items())
-
-
-def _batch(now: datetime) -> tuple[int, list[Created]]:
+def _batch(now: datetime) -> tuple[int, list[starting.Created]]:
     grace = timedelta(seconds=get_settings().misfire_grace_seconds)
     with db.unit_of_work() as conn:
         due = streams_store.claim_due(conn, now, BATCH)
@@ -129,7 +92,7 @@ def _plan(
 
 def _persist(
     conn: Connection, plans: list[tuple[Row[Any], Plan]], capped: set[uuid.UUID]
-) -> list[Created]:
+) -> list[starting.Created]:
     max_attempts = get_settings().max_attempts
     runs: list[dict[str, Any]] = []
     ticks: list[dict[str, Any]] = []
@@ -159,7 +122,7 @@ def _persist(
     # Last before the commit: inserting runs takes their workspaces' tally rows (see
     # app/runs/store.py), and claims of those workspaces wait on them until the commit.
     inserted = set(runs_store.insert_scheduled(conn, runs))
-    return [Created.of(run) for run in runs if run["id"] in inserted]
+    return [starting.Created.of(run) for run in runs if run["id"] in inserted]
 
 
 def scheduled_run(
