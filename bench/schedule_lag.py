@@ -77,8 +77,10 @@ LOGS = Path("/tmp/runway-bench-logs")
 def process(*command: str) -> Iterator[subprocess.Popen[bytes]]:
     """Start a Runway process; its output goes to a log file under /tmp/runway-bench-logs."""
     LOGS.mkdir(exist_ok=True)
-    log = (LOGS / f"{command[3]}-{len(list(LOGS.iterdir()))}.log").open("wb")
+    path = LOGS / f"{command[3]}-{len(list(LOGS.iterdir()))}.log"
+    log = path.open("wb")
     child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    child.log_path = path  # type: ignore[attr-defined]
     try:
         yield child
     finally:
@@ -151,6 +153,29 @@ def lag_report(since: float, until: float) -> dict[str, float]:
     return {**row._asdict(), "not_fired": other}
 
 
+def overdue(at: float) -> int:
+    """Streams with a slot that came due more than a second before `at` and is not handled."""
+    with db.unit_of_work() as conn:
+        return conn.execute(
+            sa.text(
+                "SELECT count(*) FROM research_streams"
+                " WHERE next_scheduled_run < to_timestamp(:at) - interval '1 second'"
+            ),
+            {"at": at},
+        ).scalar_one()
+
+
+def resident_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def lost_leads(path: Path) -> int:
+    return path.read_text(errors="replace").count("lost the lead")
+
+
 def seconds(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}s"
 
@@ -199,8 +224,10 @@ def main() -> None:
         time.sleep(args.minutes * 60 - WARM_UP_SECONDS)
         after = (cpu_seconds({beat.pid}), cpu_seconds(pg), cpu_seconds(worker_pids))
         ended = time.time()
+        behind, beat_mib = overdue(ended), resident_mib(beat.pid)
         time.sleep(5)  # let the last slots' runs start before measuring them
     wall = ended - started
+    lost = lost_leads(beat.log_path)
     report = lag_report(started, ended)
     beat_cpu, pg_cpu, worker_cpu = (
         100 * (b - a) / wall for a, b in zip(before, after, strict=True)
@@ -212,8 +239,9 @@ def main() -> None:
     )
     print(
         f"runs measured: {report['runs']}, slots not fired: {report['not_fired']},"
-        f" runs not started: {report['unstarted']}"
+        f" runs not started: {report['unstarted']}, streams overdue at the end: {behind}"
     )
+    print(f"beat: lost the lead {lost} time(s); resident memory {beat_mib:.0f} MiB")
     print(
         f"lag scheduled_for -> created:  p50 {seconds(report['create_p50'])}"
         f"  p99 {seconds(report['create_p99'])}  max {seconds(report['create_max'])}"

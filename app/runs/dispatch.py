@@ -1,5 +1,11 @@
 """The one place that publishes runs to the broker: by task name, carrying only the run id.
 
+Runs are sent in batches: each message is built by Celery (`app.amqp.create_task_message`,
+the protocol-2 message `send_task` sends) and published by kombu's producer inside
+`Producer.batch()`, which on Redis queues the LPUSHes of up to `BATCH` messages in one
+pipeline: one round trip a batch instead of one a message, and none of `send_task`'s
+per-call routing and declaring. Workers, Flower and `celery inspect` see ordinary tasks.
+
 Publishing happens after the row is committed. When the broker is unreachable the run stays
 in Postgres and the housekeeping sweep publishes it later, so a failed publish is logged,
 never raised to the caller.
@@ -14,9 +20,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Any
 from uuid import UUID
 
 import redis
+from celery import signals
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
@@ -39,6 +47,11 @@ _SEPARATOR = "\x06\x16"  # kombu's Redis transport names a queue's step lists qu
 
 # Fail fast when the broker is down: the row is safe and the sweep will publish again.
 _RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+# Messages a pipeline round trip carries. A batch that fails is sent once more (a pooled
+# connection that Redis closed fails once): a message it had delivered is then there twice,
+# and the second delivery loses at the claim, as any duplicate does.
+BATCH = 1000
+_ATTEMPTS = 2
 
 
 def publish(run: UUID | Job, *, countdown: float | None = None) -> bool:
@@ -47,28 +60,93 @@ def publish(run: UUID | Job, *, countdown: float | None = None) -> bool:
 
 
 def publish_many(runs: Iterable[UUID | Job], *, countdown: float | None = None) -> int:
-    """Send runs over one broker connection; returns how many were sent."""
+    """Send runs in order, a batch per round trip; returns how many were sent, counting
+    from the first: a batch the broker did not take stops the rest (logged)."""
     queue = get_settings().runs_queue
+    jobs = [run if isinstance(run, Job) else Job(run) for run in runs]
     sent = 0
     try:
         with app.producer_or_acquire() as producer:
-            for run in runs:
-                job = run if isinstance(run, Job) else Job(run)
-                app.send_task(
-                    EXECUTE_GATED_TASK if job.gated else EXECUTE_TASK,
-                    args=[str(job.id)],
-                    task_id=str(job.id),
-                    queue=queue,
-                    priority=PRIORITY_STEPS.get(job.priority, PRIORITY_STEPS["normal"]),
-                    countdown=countdown,
-                    producer=producer,
-                    retry=True,
-                    retry_policy=_RETRY_POLICY,
-                )
-                sent += 1
+            for start in range(0, len(jobs), BATCH):
+                batch = jobs[start : start + BATCH]
+                _send_batch(producer, batch, queue, countdown)
+                sent += len(batch)
     except (KombuError, RedisError, OSError) as error:
         log.warning("broker did not take run(s), the sweep will publish them: %s", error)
     return sent
+
+
+def _send_batch(producer: Any, jobs: list[Job], queue: str, countdown: float | None) -> None:
+    # A run published from a task (a retry, a release) is its child, as send_task records.
+    parent = app.current_worker_task
+    lineage = (
+        (None, None)
+        if parent is None
+        else (parent.request.root_id or parent.request.id, parent.request.id)
+    )
+    messages = [_message(job, countdown, lineage) for job in jobs]
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            with producer.batch(max_size=BATCH):
+                for name, message, priority in messages:
+                    _publish(producer, name, message, queue, priority)
+            return
+        except (KombuError, RedisError, OSError):
+            if attempt == _ATTEMPTS:
+                raise
+
+
+def _message(
+    job: Job, countdown: float | None, lineage: tuple[str | None, str | None]
+) -> tuple[str, Any, int]:
+    """Celery's own task message for a run, as `send_task` builds it (no result backend)."""
+    name = EXECUTE_GATED_TASK if job.gated else EXECUTE_TASK
+    task_id = str(job.id)
+    root_id, parent_id = lineage
+    message = app.amqp.create_task_message(
+        task_id,
+        name,
+        [task_id],
+        {},
+        countdown=countdown,
+        reply_to=app.thread_oid,
+        root_id=root_id,
+        parent_id=parent_id,
+        argsrepr=f"['{task_id}']",
+        kwargsrepr="{}",
+        ignore_result=None,
+    )
+    return name, message, PRIORITY_STEPS.get(job.priority, PRIORITY_STEPS["normal"])
+
+
+def _publish(producer: Any, name: str, message: Any, queue: str, priority: int) -> None:
+    """What Celery's `send_task_message` does for a direct queue: the anonymous exchange, the
+    queue's name as routing key, durable, JSON, and its publish signals."""
+    headers, properties, body, _ = message
+    signals.before_task_publish.send(
+        sender=name,
+        body=body,
+        exchange="",
+        routing_key=queue,
+        declare=[],
+        headers=headers,
+        properties=properties,
+        retry_policy=_RETRY_POLICY,
+    )
+    producer.publish(
+        body,
+        exchange="",
+        routing_key=queue,
+        serializer="json",
+        headers=headers,
+        priority=priority,
+        delivery_mode=2,
+        retry=False,
+        **properties,
+    )
+    signals.after_task_publish.send(
+        sender=name, body=body, headers=headers, exchange="", routing_key=queue
+    )
 
 
 def publish_release(workspace_id: UUID, key: str, countdown: float) -> bool:
