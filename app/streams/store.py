@@ -126,20 +126,32 @@ def advance(
         conn.execute(_ADVANCE, parameters)
 
 
+_RECORD_TICKS = sa.text("""
+INSERT INTO schedule_ticks (stream_id, scheduled_for, outcome, execution_id, reason)
+SELECT * FROM unnest(CAST(:stream_ids AS uuid[]), CAST(:slots AS timestamptz[]),
+                     CAST(:outcomes AS text[]), CAST(:runs AS uuid[]), CAST(:reasons AS text[]))
+    ON CONFLICT (stream_id, scheduled_for) DO NOTHING
+RETURNING id, outcome
+""")
+_TICK_ARRAYS = {
+    "stream_ids": "stream_id",
+    "slots": "scheduled_for",
+    "outcomes": "outcome",
+    "runs": "execution_id",
+    "reasons": "reason",
+}
+
+
 def record_ticks(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
-    """One row per slot; a slot recorded before (a duplicate tick) keeps its first record.
+    """One row per slot, in one statement; a slot recorded before (a duplicate tick) keeps
+    its first record.
 
     Returns the ids of the `missed` ticks this call recorded (their events follow).
     """
     if not rows:
         return []
-    statement = pg_insert(ticks).on_conflict_do_nothing(
-        index_elements=[ticks.c.stream_id, ticks.c.scheduled_for]
-    )
-    if not any(row["outcome"] == "missed" for row in rows):
-        conn.execute(statement, list(rows))
-        return []
-    recorded = conn.execute(statement.returning(ticks.c.id, ticks.c.outcome), list(rows))
+    parameters = {name: [row[column] for row in rows] for name, column in _TICK_ARRAYS.items()}
+    recorded = conn.execute(_RECORD_TICKS, parameters)
     return [tick_id for tick_id, outcome in recorded if outcome == "missed"]
 
 

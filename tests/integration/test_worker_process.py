@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from typing import Any
 
+import pytest
+
 from app.runs import dispatch
-from tests.fixtures.services import unpublished_run, wait_for_status
+from tests.fixtures.processes import BIN
+from tests.fixtures.services import unpublished_run, wait_for, wait_for_status
 
 
 def test_prefork_worker_process_runs_runs(
@@ -21,6 +26,55 @@ def test_prefork_worker_process_runs_runs(
         assert row.worker.startswith(worker.name)
         assert row.result == {"slept_seconds": 0.3}
         assert row.progress == {"percent": 100.0, "message": "slept 0.3s"}
+
+
+def _inspect(command: str, node: str) -> list[dict[str, Any]]:
+    """`celery -A app inspect <command>` as an operator runs it: what `node` reports."""
+    done = subprocess.run(
+        [str(BIN / "celery"), "-A", "app", "inspect", command, "-d", node, "-j", "-t", "5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    found: list[dict[str, Any]] = json.loads(done.stdout)[node]
+    return found
+
+
+def test_runs_published_in_batches_are_tasks_a_worker_runs_and_inspect_shows(
+    isolated_queues: str, make_stream: Any, spawn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs go out as Celery's own messages, a pipeline of them per round trip: a prefork
+    worker runs them and `celery inspect` reports them like any task, countdown included."""
+    monkeypatch.setattr(dispatch, "BATCH", 2)  # 5 runs: three round trips
+    worker = spawn("worker", "--pool", "prefork", "-c", "2")
+    stream = make_stream("builtin.sleep", params={"seconds": 3})
+    running = [unpublished_run(stream["id"]) for _ in range(2)]
+    queued = [unpublished_run(stream["id"]) for _ in range(2)]
+    later = unpublished_run(stream["id"])
+
+    assert dispatch.publish(later, countdown=60)  # first, so the worker holds it at once
+    assert dispatch.publish_many([*running, *queued]) == 4
+
+    def active() -> list[dict[str, Any]]:
+        tasks = _inspect("active", worker.node)
+        return tasks if len(tasks) == 2 else []
+
+    tasks = wait_for(active, 30, "two runs active on the worker")
+    assert {(task["name"], task["args"][0]) for task in tasks} == {
+        (dispatch.EXECUTE_TASK, str(run_id)) for run_id in running
+    }
+    assert {task["id"] for task in tasks} == {str(run_id) for run_id in running}
+    [scheduled] = wait_for(lambda: _inspect("scheduled", worker.node), 10, "the countdown run")
+    assert scheduled["request"]["id"] == str(later)
+    assert scheduled["request"]["name"] == dispatch.EXECUTE_TASK
+    assert scheduled["eta"] is not None
+
+    for run_id in [*running, *queued]:
+        row = wait_for_status(run_id, "completed", timeout=30)
+        assert row.worker.startswith(worker.name)
+        assert row.result == {"slept_seconds": 3}
 
 
 def test_worker_refuses_to_start_without_its_pipelines(spawn: Any) -> None:
