@@ -1,15 +1,18 @@
 """Runway's beat scheduler: RedBeat's lock decides which beat leads; Postgres holds schedules.
 
-On every tick the leader
-- runs RedBeat's own entries (housekeeping, app/schedules/entries.py), executing them
-  here in beat, on a thread of their own, so they never wait behind pipeline runs;
-- calls the ticker, which claims the due streams in Postgres and creates their runs;
+On every tick, every beat
+- calls the ticker, which claims due streams in Postgres (FOR UPDATE SKIP LOCKED, so beats
+  that tick at once share the due streams, each handling its own) and creates their runs,
+  on Postgres' clock, so beats whose clocks disagree still fire each slot on time;
 - sleeps until the next stream is due: at most RUNWAY_TICK_SECONDS, and at least a fifth
   of it, so streams due close together are claimed together.
-Every beat, leading or not, also delivers webhooks (app/webhooks/deliverer.py) on threads
-of its own. A beat that is not leading (another holds the lock, or Redis lost it) keeps
-trying to take the lock instead of exiting. Becoming leader re-creates RedBeat's entries, so a Redis
-that restarted empty gets them back, and starts the entries that run on leading (retention).
+The leader, the beat holding RedBeat's lock, also runs RedBeat's own entries (housekeeping,
+app/schedules/entries.py), executing them here in beat, on a thread of their own, so they
+never wait behind pipeline runs. Every beat also delivers webhooks
+(app/webhooks/deliverer.py) on threads of its own. A beat that is not leading (another
+holds the lock, or Redis lost it) keeps ticking and trying to take the lock instead of
+exiting. Becoming leader re-creates RedBeat's entries, so a Redis that restarted empty gets
+them back, and starts the entries that run on leading (retention).
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
 from redbeat import RedBeatScheduler
@@ -57,15 +59,22 @@ class RunwayScheduler(RedBeatScheduler):  # type: ignore[misc]
 
     def tick(self, **kwargs: Any) -> float:
         self._deliverer.start()  # here, not at start-up: beat's process is set up by now
+        leading = self._keep_lead(**kwargs)
+        wait = self._tick_streams()  # every beat, leading or not: see the module's docstring
+        if leading:
+            wait = min(wait, self._redbeat_due - time.monotonic())
+        return max(self.tick_seconds / MIN_SLEEP_FRACTION, wait)
+
+    def _keep_lead(self, **kwargs: Any) -> bool:
+        """Lead if this beat can (RedBeat's tick extends the lock and runs housekeeping)."""
         try:
             if not self._lead():
-                return self.tick_seconds
+                return False
             self._tick_redbeat(**kwargs)
         except (LockError, RedisError) as error:
             self._lose(error)
-            return self.tick_seconds
-        wait = min(self._tick_streams(), self._redbeat_due - time.monotonic())
-        return max(self.tick_seconds / MIN_SLEEP_FRACTION, wait)
+            return False
+        return True
 
     def _tick_redbeat(self, **kwargs: Any) -> None:
         """RedBeat's own tick (extend the lock, run due entries), only when it has work:
@@ -111,8 +120,7 @@ class RunwayScheduler(RedBeatScheduler):  # type: ignore[misc]
             return self.tick_seconds
         if report.next_due is None:
             return self.tick_seconds
-        until = (report.next_due - datetime.now(UTC)).total_seconds()
-        return min(self.tick_seconds, until)
+        return min(self.tick_seconds, (report.next_due - report.clock).total_seconds())
 
     def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **kw: Any) -> Any:
         """Housekeeping entries run here in beat, one at a time each; others are sent as usual."""

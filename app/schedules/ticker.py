@@ -1,7 +1,7 @@
 """Beat's tick: claim the due streams in Postgres, record their slots, create their runs.
 
-One transaction per batch: lock the due streams (FOR UPDATE SKIP LOCKED, so a second beat
-finds nothing), look up their live runs, plan each stream (app/schedules/planner.py), then
+One transaction per batch: lock the due streams (FOR UPDATE SKIP LOCKED, so beats ticking
+at once each take streams the others do not), look up their live runs, plan each stream (app/schedules/planner.py), then
 insert runs and ticks (with the `schedule.missed` events of missed ones) and advance
 `next_scheduled_run`, all set-based. The runs are
 published after the commit; a publish that fails is made good by the housekeeping sweep.
@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Connection, Row
@@ -39,35 +39,38 @@ class TickReport:
     streams: int  # due streams handled
     fired: int  # runs created and published
     next_due: datetime | None  # the earliest slot still ahead
+    clock: datetime  # Postgres' time when next_due was read
 
 
 def tick(
     now: datetime | None = None, max_batches: int = 20, budget_seconds: float | None = None
 ) -> TickReport:
-    """Handle every stream due at `now` (in batches), then say when the next one is due.
+    """Handle every stream due at `now` (Postgres' time by default) in batches, then say
+    when the next one is due.
 
     `budget_seconds`: stop after the batch that spends it, the rest left due for the next
     tick (beat keeps a tick shorter than its lock, which it extends between ticks)."""
-    now = now or datetime.now(UTC)
     deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
     streams = fired = 0
     for _ in range(max_batches):
-        handled, created = _batch(now)
+        now, handled, created = _batch(now)
         fired += starting.start(created)
         streams += handled
         if handled < BATCH or (deadline is not None and time.monotonic() >= deadline):
             break
     with db.unit_of_work() as conn:
-        next_due = streams_store.next_due(conn)
-    return TickReport(streams, fired, next_due)
+        next_due, clock = streams_store.next_due(conn)
+    return TickReport(streams, fired, next_due, clock)
 
 
-def _batch(now: datetime) -> tuple[int, list[starting.Created]]:
+def _batch(now: datetime | None) -> tuple[datetime, int, list[starting.Created]]:
+    """One batch at `now`, or at Postgres' time when None (one clock for all beats)."""
     grace = timedelta(seconds=get_settings().misfire_grace_seconds)
     with db.unit_of_work() as conn:
+        now = now or streams_store.clock(conn)
         due = streams_store.claim_due(conn, now, BATCH)
         if not due:
-            return 0, []
+            return now, 0, []
         live = runs_store.live_by_stream(conn, [stream.id for stream in due])
         plans = [(stream, _plan(stream, now, live.get(stream.id), grace)) for stream in due]
         capped = gate.capped_workspaces(conn, (stream.workspace_id for stream in due))
@@ -78,7 +81,7 @@ def _batch(now: datetime) -> tuple[int, list[starting.Created]]:
         len(due),
         len(created),
     )
-    return len(due), created
+    return now, len(due), created
 
 
 def _plan(

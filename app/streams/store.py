@@ -95,12 +95,19 @@ def claim_due(conn: Connection, now: datetime, limit: int) -> Sequence[Row[Any]]
     return conn.execute(statement).all()
 
 
-def next_due(conn: Connection) -> datetime | None:
-    """The earliest upcoming slot of any stream: when beat should look again."""
-    earliest: datetime | None = conn.execute(
-        sa.select(sa.func.min(streams.c.next_scheduled_run))
-    ).scalar()
-    return earliest
+def clock(conn: Connection) -> datetime:
+    """Postgres' time: the one clock every beat schedules by."""
+    now: datetime = conn.execute(sa.select(sa.func.statement_timestamp())).scalar_one()
+    return now
+
+
+def next_due(conn: Connection) -> tuple[datetime | None, datetime]:
+    """The earliest upcoming slot of any stream (when beat should look again), and
+    Postgres' time when it was read."""
+    earliest, now = conn.execute(
+        sa.select(sa.func.min(streams.c.next_scheduled_run), sa.func.statement_timestamp())
+    ).one()
+    return earliest, now
 
 
 _ADVANCE = sa.text("""

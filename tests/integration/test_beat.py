@@ -74,6 +74,26 @@ def test_two_beats_one_leads_and_no_slot_runs_twice(
     )
 
 
+def test_a_beat_that_does_not_lead_still_fires_streams_but_runs_no_housekeeping(
+    isolated_queues: str, make_stream: Any, spawn: Any, redis_client: redis.Redis
+) -> None:
+    """Beats share the ticking (each claims due streams the others have not locked); only
+    the one holding RedBeat's lock runs housekeeping. Here another beat holds the lock."""
+    lock_key = f"{isolated_queues}:redbeat::lock"
+    redis_client.set(lock_key, "another beat", ex=120)
+    stream = make_stream(schedule_config={"interval_seconds": 1, "overlap": "allow"})
+    beat = spawn("beat")
+
+    runs = wait_for(lambda: len(runs_of(stream["id"])) >= 3 and runs_of(stream["id"]), 20, "runs")
+    assert "run(s) created" in beat.log()
+    assert not _leading(beat)
+    assert redis_client.get(lock_key) == b"another beat"
+    assert not redis_client.exists(f"{isolated_queues}:redbeat:runway-sweep")
+    ticks = ticks_of(stream["id"])
+    assert len({t.scheduled_for for t in ticks}) == len(ticks)
+    assert {t.execution_id for t in ticks if t.outcome == "fired"} <= {run.id for run in runs}
+
+
 def test_flushdb_while_beat_runs_schedules_go_on_in_the_same_process(
     isolated_queues: str, make_stream: Any, spawn: Any, redis_client: redis.Redis
 ) -> None:
