@@ -1,13 +1,19 @@
-"""Scheduling lag at scale: N streams on staggered 60 s intervals, `builtin.noop`.
+"""Scheduling at scale: N streams on staggered 60 s intervals, `builtin.noop`.
 
-    .venv/bin/python -m bench.schedule_lag [--streams 10000] [--minutes 3] [--workers 1]
+    .venv/bin/python -m bench.schedule_lag [--streams 100000] [--minutes 2] [--workers 0]
+                                           [--phases beat,two-beats,floor]
 
-Runs a real beat and worker(s) against a throwaway database `runway_bench_schedule` for the
-given time, then reports, over the slots that came due after a warm-up minute:
-  - lag from `scheduled_for` to the run's creation (beat's part) and to `started_at`
-    (end to end, including the queue and the worker), p50 / p99 / max;
-  - missed or skipped slots;
-  - the CPU share (of one core) of beat, of all Postgres processes, and of the workers.
+Each phase starts from the same throwaway database `runway_bench_schedule` (the streams'
+first slots spread over the first minute) and runs for `--minutes`; over the slots that
+came due after a warm-up minute it reports:
+  - runs created; slots not fired (ticks other than `fired`); streams overdue at the end
+    (a slot due more than a second before, not handled yet); times beat lost its lead;
+  - lag from `scheduled_for` to the run's creation (the scheduler's part) and to
+    `started_at` (with workers: the queue and the worker too), p50 / p99 / max;
+  - the CPU share (of one core) of each scheduler process and of all Postgres processes,
+    the scheduler's CPU per run created, and its resident memory at the end.
+Phases: `beat`, Runway's beat alone; `two-beats`, two beats sharing the ticking; `floor`,
+bench/floor_beat.py, the same SQL and one LPUSH per run with nothing else.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 PREFIX = "bench-schedule"
@@ -77,7 +84,8 @@ LOGS = Path("/tmp/runway-bench-logs")
 def process(*command: str) -> Iterator[subprocess.Popen[bytes]]:
     """Start a Runway process; its output goes to a log file under /tmp/runway-bench-logs."""
     LOGS.mkdir(exist_ok=True)
-    path = LOGS / f"{command[3]}-{len(list(LOGS.iterdir()))}.log"
+    name = command[3] if len(command) > 3 else command[-1]
+    path = LOGS / f"{name}-{len(list(LOGS.iterdir()))}.log"
     log = path.open("wb")
     child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     child.log_path = path  # type: ignore[attr-defined]
@@ -180,28 +188,42 @@ def seconds(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}s"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--streams", type=int, default=10_000)
-    parser.add_argument("--minutes", type=float, default=3)
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (-c 2 each)")
-    parser.add_argument(
-        "--overlap", choices=["skip", "allow"], default="skip", help="the streams' overlap policy"
-    )
-    args = parser.parse_args()
+@dataclass
+class Phase:
+    name: str
+    report: dict[str, float]
+    wall: float
+    schedulers: list[float]  # CPU share of one core, each beat (or the floor)
+    postgres: float
+    workers: float
+    overdue: int
+    lost: int
+    resident: list[float]  # MiB, each beat (or the floor)
 
+    @property
+    def cpu_ms_per_run(self) -> float:
+        runs = self.report["runs"] or 1
+        return 10 * sum(self.schedulers) * self.wall / runs
+
+
+def measure(args: argparse.Namespace, name: str, beats: int) -> Phase:
+    """One phase: `beats` Runway beats (0: the floor's scheduler) and the workers."""
     prepare(args.streams, args.overlap)
     venv = Path(sys.executable).parent
+    celery = str(venv / "celery")
     with ExitStack() as stack:
-        beat = stack.enter_context(
-            process(str(venv / "celery"), "-A", "app", "beat", "--loglevel", "WARNING")
-        )
+        if beats:
+            schedulers = [
+                stack.enter_context(process(celery, "-A", "app", "beat", "--loglevel", "WARNING"))
+                for _ in range(beats)
+            ]
+        else:
+            floor = (str(venv / "python"), "-m", "bench.floor_beat")
+            schedulers = [stack.enter_context(process(*floor))]
         workers = [
             stack.enter_context(
                 process(
-                    str(venv / "celery"),
+                    celery,
                     "-A",
                     "app",
                     "worker",
@@ -220,40 +242,78 @@ def main() -> None:
         time.sleep(WARM_UP_SECONDS)  # a benchmark's warm-up, not a test's wait
         pg, started = postgres_pids(), time.time()
         worker_pids = set().union(*(tree(worker.pid) for worker in workers))
-        before = (cpu_seconds({beat.pid}), cpu_seconds(pg), cpu_seconds(worker_pids))
+        groups = [{scheduler.pid} for scheduler in schedulers] + [pg, worker_pids]
+        before = [cpu_seconds(group) for group in groups]
         time.sleep(args.minutes * 60 - WARM_UP_SECONDS)
-        after = (cpu_seconds({beat.pid}), cpu_seconds(pg), cpu_seconds(worker_pids))
+        after = [cpu_seconds(group) for group in groups]
         ended = time.time()
-        behind, beat_mib = overdue(ended), resident_mib(beat.pid)
+        behind = overdue(ended)
+        resident = [resident_mib(scheduler.pid) for scheduler in schedulers]
         time.sleep(5)  # let the last slots' runs start before measuring them
     wall = ended - started
-    lost = lost_leads(beat.log_path)
+    shares = [100 * (b - a) / wall for a, b in zip(before, after, strict=True)]
+    lost = sum(lost_leads(scheduler.log_path) for scheduler in schedulers) if beats else 0
     report = lag_report(started, ended)
-    beat_cpu, pg_cpu, worker_cpu = (
-        100 * (b - a) / wall for a, b in zip(before, after, strict=True)
-    )
+    return Phase(name, report, wall, shares[:-2], shares[-2], shares[-1], behind, lost, resident)
+
+
+def print_phases(args: argparse.Namespace, phases: list[Phase]) -> None:
     print(
-        f"streams: {args.streams} on 60 s intervals; measured {wall:.0f}s"
-        f" after a {WARM_UP_SECONDS}s"
-        f" warm-up; {args.workers} worker process(es) at -c 2"
+        f"streams: {args.streams} on 60 s intervals (overlap {args.overlap}); each phase"
+        f" measured {phases[0].wall:.0f}s after a {WARM_UP_SECONDS}s warm-up;"
+        f" {args.workers} worker process(es) at -c 2"
     )
-    print(
-        f"runs measured: {report['runs']}, slots not fired: {report['not_fired']},"
-        f" runs not started: {report['unstarted']}, streams overdue at the end: {behind}"
+    header = (
+        f"{'':<10} {'runs':>7} {'unfired':>7} {'overdue':>7} {'lost lead':>9}"
+        f" {'created p50':>11} {'p99':>7} {'max':>7} {'started p99':>11}"
+        f" {'CPU % of a core':>20} {'postgres':>8} {'ms CPU/run':>10} {'RSS MiB':>10}"
     )
-    print(f"beat: lost the lead {lost} time(s); resident memory {beat_mib:.0f} MiB")
-    print(
-        f"lag scheduled_for -> created:  p50 {seconds(report['create_p50'])}"
-        f"  p99 {seconds(report['create_p99'])}  max {seconds(report['create_max'])}"
+    print(header)
+    for phase in phases:
+        report = phase.report
+        cpu = " + ".join(f"{share:.1f}" for share in phase.schedulers)
+        rss = " + ".join(f"{mib:.0f}" for mib in phase.resident)
+        print(
+            f"{phase.name:<10} {report['runs']:>7} {report['not_fired']:>7} {phase.overdue:>7}"
+            f" {phase.lost:>9} {seconds(report['create_p50']):>11}"
+            f" {seconds(report['create_p99']):>7} {seconds(report['create_max']):>7}"
+            f" {seconds(report['start_p99']):>11} {cpu:>20} {phase.postgres:>7.1f}%"
+            f" {phase.cpu_ms_per_run:>10.3f} {rss:>10}"
+        )
+    floor = next((phase for phase in phases if phase.name == "floor"), None)
+    if floor is not None:
+        for phase in phases:
+            if phase is not floor:
+                print(
+                    f"{phase.name}: {phase.cpu_ms_per_run / floor.cpu_ms_per_run:.2f} x the"
+                    " floor's CPU per run created"
+                )
+
+
+PHASES = {"beat": 1, "two-beats": 2, "floor": 0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    print(
-        f"lag scheduled_for -> started:  p50 {seconds(report['start_p50'])}"
-        f"  p99 {seconds(report['start_p99'])}  max {seconds(report['start_max'])}"
+    parser.add_argument("--streams", type=int, default=100_000)
+    parser.add_argument("--minutes", type=float, default=2, help="per phase, warm-up included")
+    parser.add_argument("--workers", type=int, default=0, help="worker processes (-c 2 each)")
+    parser.add_argument(
+        "--overlap", choices=["skip", "allow"], default="allow", help="the streams' overlap policy"
     )
-    print(
-        f"CPU (share of one core): beat {beat_cpu:.1f}%, postgres {pg_cpu:.1f}%,"
-        f" workers {worker_cpu:.1f}%"
+    parser.add_argument(
+        "--phases",
+        default="beat,two-beats,floor",
+        help=f"comma-separated, in order, of: {', '.join(PHASES)}",
     )
+    args = parser.parse_args()
+    names = args.phases.split(",")
+    unknown = set(names) - set(PHASES)
+    if unknown:
+        parser.error(f"--phases: unknown {', '.join(sorted(unknown))}")
+    print_phases(args, [measure(args, name, PHASES[name]) for name in names])
 
 
 if __name__ == "__main__":
