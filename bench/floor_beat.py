@@ -52,7 +52,10 @@ UPDATE research_streams s
   FROM unnest(%s::uuid[], %s::int[]) AS m(id, every)
  WHERE s.id = m.id
 """
-NEXT_DUE = "SELECT extract(epoch FROM min(next_scheduled_run) - statement_timestamp())"
+NEXT_DUE = (
+    "SELECT extract(epoch FROM min(next_scheduled_run) - statement_timestamp())"
+    " FROM research_streams"
+)
 
 
 def message(run_id: str) -> bytes:
