@@ -47,11 +47,9 @@ _SEPARATOR = "\x06\x16"  # kombu's Redis transport names a queue's step lists qu
 
 # Fail fast when the broker is down: the row is safe and the sweep will publish again.
 _RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
-# Messages a pipeline round trip carries. A batch that fails is sent once more (a pooled
-# connection that Redis closed fails once): a message it had delivered is then there twice,
-# and the second delivery loses at the claim, as any duplicate does.
+# Messages a pipeline round trip carries. A batch that fails is not sent again (kombu cannot
+# tell which of its messages arrived): its runs and the rest wait for the sweep.
 BATCH = 1000
-_ATTEMPTS = 2
 
 
 def publish(run: UUID | Job, *, countdown: float | None = None) -> bool:
@@ -64,9 +62,14 @@ def publish_many(runs: Iterable[UUID | Job], *, countdown: float | None = None) 
     from the first: a batch the broker did not take stops the rest (logged)."""
     queue = get_settings().runs_queue
     jobs = [run if isinstance(run, Job) else Job(run) for run in runs]
+    if not jobs:
+        return 0
     sent = 0
     try:
         with app.producer_or_acquire() as producer:
+            # Connecting is bounded as send_task's retry policy bounds it (kombu's own default
+            # would retry for seconds while the caller waits).
+            producer.connection.ensure_connection(**_RETRY_POLICY)
             for start in range(0, len(jobs), BATCH):
                 batch = jobs[start : start + BATCH]
                 _send_batch(producer, batch, queue, countdown)
@@ -85,15 +88,9 @@ def _send_batch(producer: Any, jobs: list[Job], queue: str, countdown: float | N
         else (parent.request.root_id or parent.request.id, parent.request.id)
     )
     messages = [_message(job, countdown, lineage) for job in jobs]
-    for attempt in range(1, _ATTEMPTS + 1):
-        try:
-            with producer.batch(max_size=BATCH):
-                for name, message, priority in messages:
-                    _publish(producer, name, message, queue, priority)
-            return
-        except (KombuError, RedisError, OSError):
-            if attempt == _ATTEMPTS:
-                raise
+    with producer.batch(max_size=BATCH):
+        for name, message, priority in messages:
+            _publish(producer, name, message, queue, priority)
 
 
 def _message(

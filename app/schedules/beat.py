@@ -9,19 +9,23 @@ On every tick, every beat
 The leader, the beat holding RedBeat's lock, also runs RedBeat's own entries (housekeeping,
 app/schedules/entries.py), executing them here in beat, on a thread of their own, so they
 never wait behind pipeline runs. Every beat also delivers webhooks
-(app/webhooks/deliverer.py) on threads of its own. A beat that is not leading (another
-holds the lock, or Redis lost it) keeps ticking and trying to take the lock instead of
-exiting. Becoming leader re-creates RedBeat's entries, so a Redis that restarted empty gets
-them back, and starts the entries that run on leading (retention).
+(app/webhooks/deliverer.py) on threads of its own. A beat that is not leading
+(another holds the lock, or Redis lost it) keeps ticking and trying to take the lock instead
+of exiting. While Redis does not answer at all, a beat does not tick (it could not send the
+runs), and the streams' misfire policies decide about the slots missed meanwhile. Becoming
+leader re-creates RedBeat's entries, so a Redis that restarted empty gets them back, and
+starts the entries that run on leading (retention).
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import psycopg
 from redbeat import RedBeatScheduler
 from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT, get_redis
 from redis.exceptions import LockError, RedisError
@@ -39,6 +43,12 @@ MIN_SLEEP_FRACTION = 5
 # A tick of due streams stops after this share of the lock's timeout; what is left is due
 # at once, so the next tick (after RedBeat's, which extends the lock when due) goes on.
 TICK_SHARE_OF_LOCK = 3
+
+
+class Standing(enum.Enum):
+    LEADING = "leading"  # holds RedBeat's lock: ticks and runs housekeeping
+    FOLLOWING = "following"  # another beat holds it: ticks
+    CUT_OFF = "cut off"  # Redis did not answer: neither, as its runs could not be sent
 
 
 class RunwayScheduler(RedBeatScheduler):  # type: ignore[misc]
@@ -59,22 +69,27 @@ class RunwayScheduler(RedBeatScheduler):  # type: ignore[misc]
 
     def tick(self, **kwargs: Any) -> float:
         self._deliverer.start()  # here, not at start-up: beat's process is set up by now
-        leading = self._keep_lead(**kwargs)
-        wait = self._tick_streams()  # every beat, leading or not: see the module's docstring
-        if leading:
+        standing = self._keep_lead(**kwargs)
+        if standing is Standing.CUT_OFF:
+            return self.tick_seconds
+        wait = self._tick_streams()  # leading or not: see the module's docstring
+        if standing is Standing.LEADING:
             wait = min(wait, self._redbeat_due - time.monotonic())
         return max(self.tick_seconds / MIN_SLEEP_FRACTION, wait)
 
-    def _keep_lead(self, **kwargs: Any) -> bool:
+    def _keep_lead(self, **kwargs: Any) -> Standing:
         """Lead if this beat can (RedBeat's tick extends the lock and runs housekeeping)."""
         try:
             if not self._lead():
-                return False
+                return Standing.FOLLOWING
             self._tick_redbeat(**kwargs)
-        except (LockError, RedisError) as error:
+        except LockError as error:  # Redis answered: the lock is another's now
             self._lose(error)
-            return False
-        return True
+            return Standing.FOLLOWING
+        except RedisError as error:
+            self._lose(error)
+            return Standing.CUT_OFF
+        return Standing.LEADING
 
     def _tick_redbeat(self, **kwargs: Any) -> None:
         """RedBeat's own tick (extend the lock, run due entries), only when it has work:
@@ -115,7 +130,7 @@ class RunwayScheduler(RedBeatScheduler):  # type: ignore[misc]
         try:
             # A tick never outlives the lock: RedBeat's tick, which extends it, comes between.
             report = ticker.tick(budget_seconds=self.lock_timeout / TICK_SHARE_OF_LOCK)
-        except SQLAlchemyError as error:
+        except (SQLAlchemyError, psycopg.Error) as error:  # psycopg's: releasing parked runs
             log.warning("beat: tick failed, trying again: %s", error)
             return self.tick_seconds
         if report.next_due is None:

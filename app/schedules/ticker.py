@@ -1,10 +1,12 @@
 """Beat's tick: claim the due streams in Postgres, record their slots, create their runs.
 
 One transaction per batch: lock the due streams (FOR UPDATE SKIP LOCKED, so beats ticking
-at once each take streams the others do not), look up their live runs, plan each stream (app/schedules/planner.py), then
-insert runs and ticks (with the `schedule.missed` events of missed ones) and advance
-`next_scheduled_run`, all set-based. The runs are
-published after the commit; a publish that fails is made good by the housekeeping sweep.
+at once each take streams the others do not), look up their live runs, plan each stream
+(app/schedules/planner.py), then insert runs and ticks (with the `schedule.missed` events of
+missed ones) and advance `next_scheduled_run`, one statement each. The runs are published
+after the commit; a publish that fails is made good by the housekeeping sweep. A beat that
+stalls inside the transaction (stopped, cut off) loses it after IDLE_SECONDS, so other
+beats are not kept from its streams for longer.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Connection, Row
@@ -32,6 +34,8 @@ from app.webhooks import outbox
 log = logging.getLogger(__name__)
 
 BATCH = 1000
+# How long a batch's transaction may sit idle (between its statements) holding its streams.
+IDLE_SECONDS = 15
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,8 @@ def _batch(now: datetime | None) -> tuple[datetime, int, list[starting.Created]]
     """One batch at `now`, or at Postgres' time when None (one clock for all beats)."""
     grace = timedelta(seconds=get_settings().misfire_grace_seconds)
     with db.unit_of_work() as conn:
-        now = now or streams_store.clock(conn)
+        clock = streams_store.begin_batch(conn, IDLE_SECONDS)
+        now = now or clock
         due = streams_store.claim_due(conn, now, BATCH)
         if not due:
             return now, 0, []
@@ -90,7 +95,9 @@ def _plan(
     # Validated when it was written (streams service); re-validating on every tick costs.
     config = ScheduleConfig.model_construct(**stream.schedule_config)
     current = LiveRun(*live) if live is not None else None
-    return plan(config, stream.next_scheduled_run, now, current, grace)
+    # In UTC: Python subtracts times of one zone by their wall clocks (DST) whatever zone the
+    # Postgres session hands them back in.
+    return plan(config, stream.next_scheduled_run.astimezone(UTC), now, current, grace)
 
 
 def _persist(

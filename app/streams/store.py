@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -95,10 +95,17 @@ def claim_due(conn: Connection, now: datetime, limit: int) -> Sequence[Row[Any]]
     return conn.execute(statement).all()
 
 
-def clock(conn: Connection) -> datetime:
-    """Postgres' time: the one clock every beat schedules by."""
-    now: datetime = conn.execute(sa.select(sa.func.statement_timestamp())).scalar_one()
-    return now
+def begin_batch(conn: Connection, idle_seconds: int) -> datetime:
+    """Start a tick's batch: bound how long its transaction may sit idle holding the streams
+    it locks, and read Postgres' time, the one clock every beat schedules by (in UTC)."""
+    now: datetime = conn.execute(
+        sa.text(
+            "SELECT statement_timestamp(), set_config('idle_in_transaction_session_timeout',"
+            " CAST(:ms AS text), true)"
+        ),
+        {"ms": idle_seconds * 1000},
+    ).scalar_one()
+    return now.astimezone(UTC)
 
 
 def next_due(conn: Connection) -> tuple[datetime | None, datetime]:
@@ -107,7 +114,7 @@ def next_due(conn: Connection) -> tuple[datetime | None, datetime]:
     earliest, now = conn.execute(
         sa.select(sa.func.min(streams.c.next_scheduled_run), sa.func.statement_timestamp())
     ).one()
-    return earliest, now
+    return earliest, now.astimezone(UTC)
 
 
 _ADVANCE = sa.text("""

@@ -94,6 +94,20 @@ def test_a_beat_that_does_not_lead_still_fires_streams_but_runs_no_housekeeping(
     assert {t.execution_id for t in ticks if t.outcome == "fired"} <= {run.id for run in runs}
 
 
+def test_a_beat_that_cannot_reach_redis_creates_no_runs(
+    isolated_queues: str, make_stream: Any, spawn: Any
+) -> None:
+    """Its runs could not be sent: the slots wait for a beat that can send them, and the
+    streams' misfire policies decide about them then."""
+    stream = make_stream(schedule_config={"interval_seconds": 1, "overlap": "allow"})
+    nowhere = "redis://127.0.0.1:1/0"
+    beat = spawn("beat", env={"REDIS_URL": nowhere, "REDBEAT_REDIS_URL": nowhere})
+
+    wait_for(lambda: beat.log().count("cannot take the lead") >= 3, 30, "three failed ticks")
+    assert runs_of(stream["id"]) == []
+    assert ticks_of(stream["id"]) == []
+
+
 def test_flushdb_while_beat_runs_schedules_go_on_in_the_same_process(
     isolated_queues: str, make_stream: Any, spawn: Any, redis_client: redis.Redis
 ) -> None:

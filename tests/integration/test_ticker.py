@@ -7,13 +7,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from app import db
 from app.models import pipeline_executions, research_streams
 from app.schedules import ticker
+from app.streams import store as streams_store
 from tests.fixtures.queries import runs_of, ticks_of
+from tests.fixtures.services import wait_for
 
 T0 = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 
@@ -239,3 +242,23 @@ def test_a_tick_past_its_budget_stops_after_a_batch_and_the_next_goes_on(
     assert (spent.streams, rest.streams) == (ticker.BATCH, 200)
     assert spent.next_due == T0  # what it left is due at once
     assert ticker.tick(now=T0, budget_seconds=0).streams == 0
+
+
+def test_a_batch_stalled_in_its_transaction_lets_go_of_its_streams(make_stream: Any) -> None:
+    """A beat stopped or cut off mid-batch holds its streams' row locks, and other beats skip
+    them; Postgres ends such a transaction once it has idled for the batch's bound."""
+    stream = make_stream(schedule_config={"interval_seconds": 60})
+    set_next(stream["id"], T0)
+    with db.engine().connect() as stalled:
+        stalled.begin()
+        streams_store.begin_batch(stalled, idle_seconds=1)
+        assert len(streams_store.claim_due(stalled, T0, ticker.BATCH)) == 1
+        assert ticker.tick(now=T0).streams == 0  # locked by the stalled batch: skipped
+
+        report = wait_for(
+            lambda: (report := ticker.tick(now=T0)).streams and report, 15, "the stream's lock"
+        )
+        assert report.fired == 1
+        with pytest.raises(sa.exc.DBAPIError, match="idle-in-transaction timeout"):
+            stalled.execute(sa.text("SELECT 1"))
+    assert len(runs_of(stream["id"])) == 1
