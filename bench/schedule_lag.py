@@ -11,7 +11,8 @@ came due after a warm-up minute it reports:
   - lag from `scheduled_for` to the run's creation (the scheduler's part) and to
     `started_at` (with workers: the queue and the worker too), p50 / p99 / max;
   - the CPU share (of one core) of each scheduler process and of all Postgres processes,
-    the scheduler's CPU per run created, and its resident memory at the end.
+    the scheduler's CPU per run created, and its resident memory when measuring began and
+    when it ended (start>end).
 Phases: `beat`, Runway's beat alone; `two-beats`, two beats sharing the ticking; `floor`,
 bench/floor_beat.py, the same SQL and one LPUSH per run with nothing else.
 """
@@ -198,7 +199,8 @@ class Phase:
     workers: float
     overdue: int
     lost: int
-    resident: list[float]  # MiB, each beat (or the floor)
+    resident_before: list[float]  # MiB, each beat (or the floor), when measuring began
+    resident: list[float]  # and when it ended
 
     @property
     def cpu_ms_per_run(self) -> float:
@@ -244,6 +246,7 @@ def measure(args: argparse.Namespace, name: str, beats: int) -> Phase:
         worker_pids = set().union(*(tree(worker.pid) for worker in workers))
         groups = [{scheduler.pid} for scheduler in schedulers] + [pg, worker_pids]
         before = [cpu_seconds(group) for group in groups]
+        resident_before = [resident_mib(scheduler.pid) for scheduler in schedulers]
         time.sleep(args.minutes * 60 - WARM_UP_SECONDS)
         after = [cpu_seconds(group) for group in groups]
         ended = time.time()
@@ -254,7 +257,18 @@ def measure(args: argparse.Namespace, name: str, beats: int) -> Phase:
     shares = [100 * (b - a) / wall for a, b in zip(before, after, strict=True)]
     lost = sum(lost_leads(scheduler.log_path) for scheduler in schedulers) if beats else 0
     report = lag_report(started, ended)
-    return Phase(name, report, wall, shares[:-2], shares[-2], shares[-1], behind, lost, resident)
+    return Phase(
+        name,
+        report,
+        wall,
+        shares[:-2],
+        shares[-2],
+        shares[-1],
+        behind,
+        lost,
+        resident_before,
+        resident,
+    )
 
 
 def print_phases(args: argparse.Namespace, phases: list[Phase]) -> None:
@@ -266,19 +280,22 @@ def print_phases(args: argparse.Namespace, phases: list[Phase]) -> None:
     header = (
         f"{'':<10} {'runs':>7} {'unfired':>7} {'overdue':>7} {'lost lead':>9}"
         f" {'created p50':>11} {'p99':>7} {'max':>7} {'started p99':>11}"
-        f" {'CPU % of a core':>20} {'postgres':>8} {'ms CPU/run':>10} {'RSS MiB':>10}"
+        f" {'CPU % of a core':>20} {'postgres':>8} {'ms CPU/run':>10} {'RSS MiB':>14}"
     )
     print(header)
     for phase in phases:
         report = phase.report
         cpu = " + ".join(f"{share:.1f}" for share in phase.schedulers)
-        rss = " + ".join(f"{mib:.0f}" for mib in phase.resident)
+        rss = " + ".join(
+            f"{before:.0f}>{after:.0f}"
+            for before, after in zip(phase.resident_before, phase.resident, strict=True)
+        )
         print(
             f"{phase.name:<10} {report['runs']:>7} {report['not_fired']:>7} {phase.overdue:>7}"
             f" {phase.lost:>9} {seconds(report['create_p50']):>11}"
             f" {seconds(report['create_p99']):>7} {seconds(report['create_max']):>7}"
             f" {seconds(report['start_p99']):>11} {cpu:>20} {phase.postgres:>7.1f}%"
-            f" {phase.cpu_ms_per_run:>10.3f} {rss:>10}"
+            f" {phase.cpu_ms_per_run:>10.3f} {rss:>14}"
         )
     floor = next((phase for phase in phases if phase.name == "floor"), None)
     if floor is not None:
