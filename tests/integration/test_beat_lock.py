@@ -7,7 +7,6 @@ import logging
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
 
 import pytest
 import redis
@@ -17,29 +16,10 @@ from app import app as celery_app
 from app import db
 from app.schedules import ticker
 from app.schedules.beat import RunwayScheduler
+from tests.fixtures.queries import copy_stream
 
 LOCK_SECONDS = 3
 BATCH_SECONDS = 0.8  # what the trigger adds to each batch of due streams
-
-
-def _due_streams(stream_id: str, copies: int) -> None:
-    with db.unit_of_work() as conn:
-        conn.execute(
-            sa.text("""
-            INSERT INTO research_streams (workspace_id, name, pipeline, params, schedule_config,
-                                          next_scheduled_run, priority, limit_keys)
-            SELECT s.workspace_id, s.name || g, s.pipeline, s.params, s.schedule_config,
-                   :due, s.priority, s.limit_keys
-              FROM research_streams s, generate_series(1, :copies) g WHERE s.id = :id"""),
-            {
-                "due": datetime.now(UTC) - timedelta(seconds=1),
-                "copies": copies,
-                "id": UUID(stream_id),
-            },
-        )
-        conn.execute(
-            sa.text("UPDATE research_streams SET next_scheduled_run = now() - interval '1 second'")
-        )
 
 
 def _slow_ticks() -> None:
@@ -74,7 +54,7 @@ def test_a_tick_longer_than_the_lock_keeps_the_lead(
     leads throughout and every stream is handled."""
     first = make_stream(schedule_config={"interval_seconds": 3600, "overlap": "allow"})["id"]
     streams = 5 * ticker.BATCH
-    _due_streams(first, streams - 1)
+    copy_stream(first, streams - 1, datetime.now(UTC) - timedelta(seconds=1))
     _slow_ticks()
     lock_key = f"{isolated_queues}:lock"
     caplog.set_level(logging.INFO, logger="app.schedules.beat")

@@ -15,7 +15,7 @@ from app import db
 from app.models import pipeline_executions, research_streams
 from app.schedules import ticker
 from app.streams import store as streams_store
-from tests.fixtures.queries import runs_of, ticks_of
+from tests.fixtures.queries import copy_stream, runs_of, ticks_of
 from tests.fixtures.services import wait_for
 
 T0 = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
@@ -223,18 +223,7 @@ def test_a_tick_past_its_budget_stops_after_a_batch_and_the_next_goes_on(
     """Beat gives a tick a third of its lock's timeout: a tick of many due streams must not
     outlive the lock, and what it leaves is handled by the next."""
     first = make_stream(schedule_config={"interval_seconds": 60, "overlap": "allow"})["id"]
-    copies = ticker.BATCH + 200 - 1
-    with db.unit_of_work() as conn:
-        conn.execute(
-            sa.text("""
-            INSERT INTO research_streams (workspace_id, name, pipeline, params, schedule_config,
-                                          next_scheduled_run, priority, limit_keys)
-            SELECT s.workspace_id, s.name || g, s.pipeline, s.params, s.schedule_config,
-                   :t0, s.priority, s.limit_keys
-              FROM research_streams s, generate_series(1, :copies) g WHERE s.id = :id"""),
-            {"t0": T0, "copies": copies, "id": UUID(first)},
-        )
-    set_next(first, T0)
+    copy_stream(first, ticker.BATCH + 200 - 1, T0)
 
     spent = ticker.tick(now=T0, budget_seconds=0)
     rest = ticker.tick(now=T0, budget_seconds=0)
