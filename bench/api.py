@@ -49,6 +49,7 @@ os.environ["REDIS_URL"] = os.environ.get("BENCH_API_REDIS_URL", "redis://127.0.0
 import httpx  # noqa: E402
 import redis  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 
 from app import db, schema, workspaces  # noqa: E402
 from app.runs import dispatch  # noqa: E402
@@ -356,11 +357,13 @@ def tree(root: int) -> set[int]:
 
 
 def postgres_pids() -> set[int]:
+    """The Postgres backends serving the bench's database (not other databases' clients)."""
+    title = f" {make_url(get_settings().database_url).database} ".encode()
     pids = set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "comm").read_text().startswith("postgres"):
+                if title in (entry / "cmdline").read_bytes():
                     pids.add(int(entry.name))
             except (FileNotFoundError, ProcessLookupError):
                 continue
@@ -370,7 +373,7 @@ def postgres_pids() -> set[int]:
 def report(args: argparse.Namespace, runway: tuple[Result, ...], floor: tuple[Result, ...]) -> None:
     print(
         f"wrk: {args.connections} connections, {args.seconds:g} s after a {WARM_UP_SECONDS} s "
-        f"warm-up; {args.api_workers} API process(es): {shlex.join(server_command('APP', 0))}"
+        f"warm-up; server: {shlex.join(server_command('APP', args.api_workers))}"
     )
     print(f"{'':24}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'API CPU':>10}{'PG CPU':>9}  (ms/req)")
     rows = zip(("POST /runs", "GET /runs/{id}"), runway, floor, strict=True)
