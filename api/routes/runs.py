@@ -18,9 +18,6 @@ from app.states import RunStatus, RunType
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=AUTHORIZED)
 
-# The busiest routes are async and call their service in a worker thread: FastAPI checks a
-# sync route's answer in a second trip through the thread pool.
-
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -34,6 +31,8 @@ IdempotencyKey = Annotated[
 ]
 
 
+# The busiest routes are async and call their service in a worker thread: FastAPI checks a
+# sync route's answer in a second trip through the thread pool.
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
