@@ -31,18 +31,14 @@ COLUMNS = (*runs.c,)
 HotConnection = psycopg.Connection[Any]
 
 
-_INSERT = insert(runs).returning(*COLUMNS)
-_INSERT_ONCE = (
-    insert(runs)
-    .on_conflict_do_nothing(index_elements=[runs.c.workspace_id, runs.c.idempotency_key])
-    .returning(*COLUMNS)
-)
-
-
 def insert_run(conn: Connection, values: Mapping[str, Any]) -> Row[Any] | None:
     """Insert a run; None when its idempotency key was used before in the workspace."""
-    once = values.get("idempotency_key") is not None
-    return conn.execute(_INSERT_ONCE if once else _INSERT, dict(values)).first()
+    statement = insert(runs).values(**values)
+    if values.get("idempotency_key") is not None:
+        statement = statement.on_conflict_do_nothing(
+            index_elements=[runs.c.workspace_id, runs.c.idempotency_key]
+        )
+    return conn.execute(statement.returning(*COLUMNS)).first()
 
 
 def insert_scheduled(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[UUID]:
