@@ -72,9 +72,9 @@ wrk.headers["Content-Type"] = "application/json"
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    '{{"requests": %d, "seconds": %.3f, "p50": %.3f, "p99": %.3f, "errors": %d}}\\n',
+    '{{"requests": %d, "seconds": %.3f, "p50": %.3f, "p99": %.3f, "status": %d, "errors": %d}}\\n',
     summary.requests, summary.duration / 1e6, latency:percentile(50) / 1000,
-    latency:percentile(99) / 1000, e.status + e.connect + e.read + e.write + e.timeout))
+    latency:percentile(99) / 1000, e.status, e.connect + e.read + e.write + e.timeout))
 end
 """
 
@@ -86,6 +86,7 @@ class Result:
     p99: float
     api_cpu_ms: float
     postgres_cpu_ms: float
+    errors: int  # socket errors and timeouts (wrk's: 2 s)
 
 
 def ensure_wrk() -> str:
@@ -189,8 +190,8 @@ def wrk(binary: str, args: argparse.Namespace, script: str, seconds: float) -> d
             text=True,
         ).stdout
     found: dict[str, float] = json.loads(output.strip().splitlines()[-1])
-    if found["errors"]:
-        sys.exit(f"bench: {found['errors']:.0f} failed requests:\n{output}")
+    if found["status"]:
+        sys.exit(f"bench: {found['status']:.0f} answers were not 2xx:\n{output}")
     return found
 
 
@@ -208,6 +209,7 @@ def measure(binary: str, args: argparse.Namespace, script: str, api_pid: int) ->
         p99=found["p99"],
         api_cpu_ms=api_cpu * 1000 / requests,
         postgres_cpu_ms=postgres_cpu * 1000 / requests,
+        errors=int(found["errors"]),
     )
 
 
@@ -375,13 +377,16 @@ def report(args: argparse.Namespace, runway: tuple[Result, ...], floor: tuple[Re
         f"wrk: {args.connections} connections, {args.seconds:g} s after a {WARM_UP_SECONDS} s "
         f"warm-up; server: {shlex.join(server_command('APP', args.api_workers))}"
     )
-    print(f"{'':24}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'API CPU':>10}{'PG CPU':>9}  (ms/req)")
+    print(
+        f"{'':24}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'API CPU':>10}{'PG CPU':>9}{'errors':>8}"
+        "  (CPU: ms a request)"
+    )
     rows = zip(("POST /runs", "GET /runs/{id}"), runway, floor, strict=True)
     for endpoint, ours, bare in rows:
         for name, found in (("Runway", ours), ("floor", bare)):
             print(
                 f"{endpoint:15}{name:9}{found.rate:8.0f}{found.p50:9.1f}{found.p99:9.1f}"
-                f"{found.api_cpu_ms:10.2f}{found.postgres_cpu_ms:9.2f}"
+                f"{found.api_cpu_ms:10.2f}{found.postgres_cpu_ms:9.2f}{found.errors:8}"
             )
         print(
             f"  Runway / floor: {ours.rate / bare.rate:.2f} (req/s), "
