@@ -18,7 +18,7 @@ def workspace_id(
 ) -> UUID:
     if credentials is None:
         raise _unauthorized("missing API key: send 'Authorization: Bearer <key>'")
-    with db.unit_of_work() as conn:
+    with db.autocommit() as conn:
         found = workspaces.workspace_for_key(conn, credentials.credentials)
     if found is None:
         raise _unauthorized("invalid or revoked API key")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI
 
 from api import docs, errors, openapi
@@ -28,11 +29,17 @@ with one entry per field. A 503 (Postgres or the broker did not answer) carries
 `Retry-After`."""
 
 
+# Requests that run at once in one API process (in threads), and the database connections
+# the process keeps open: as many, so that none is opened and closed per request.
+CONCURRENT_REQUESTS = 10
+
+
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     registry.load(settings.pipelines)
-    db.init()
+    to_thread.current_default_thread_limiter().total_tokens = CONCURRENT_REQUESTS
+    db.init(pool_size=CONCURRENT_REQUESTS)
     yield
     db.dispose()
 

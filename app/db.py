@@ -15,6 +15,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from app.settings import get_settings
 
+POOL_SIZE = 5
+
 
 @dataclass
 class _ProcessEngine:
@@ -22,23 +24,30 @@ class _ProcessEngine:
     autocommit: Engine | None = None
     pid: int | None = None
     url: str | None = None
+    pool_size: int = POOL_SIZE
 
 
 _lock = threading.Lock()
 _current = _ProcessEngine()
 
 
-def init(url: str | None = None) -> Engine:
-    """Create this process's engine (again, if the URL changed or the process forked)."""
+def init(url: str | None = None, pool_size: int | None = None) -> Engine:
+    """Create this process's engine (again, if the URL changed or the process forked).
+
+    `pool_size`: connections kept open per engine; a process that uses more at once opens
+    and closes the others each time, so it should be at least the process's concurrency."""
     url = url or get_settings().database_url
+    pool_size = pool_size or _current.pool_size
     with _lock:
-        if _current.engine is not None and (_current.pid, _current.url) == (os.getpid(), url):
+        made = (_current.pid, _current.url, _current.pool_size)
+        if _current.engine is not None and made == (os.getpid(), url, pool_size):
             return _current.engine
         _forget(close=_current.pid == os.getpid())
-        _current.engine, _current.pid, _current.url = create_engine(url), os.getpid(), url
+        _current.engine = create_engine(url, pool_size=pool_size)
+        _current.pid, _current.url, _current.pool_size = os.getpid(), url, pool_size
         # Autocommit and no reset on return: nothing is ever left open on these connections.
         _current.autocommit = create_engine(
-            url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None
+            url, pool_size=pool_size, isolation_level="AUTOCOMMIT", pool_reset_on_return=None
         )
         return _current.engine
 
@@ -56,11 +65,11 @@ def _forget(close: bool) -> None:
 INSERT_PAGE = 1000
 
 
-def create_engine(url: str, **options: Any) -> Engine:
+def create_engine(url: str, pool_size: int = POOL_SIZE, **options: Any) -> Engine:
     return sa.create_engine(
         url,
         insertmanyvalues_page_size=INSERT_PAGE,
-        pool_size=5,
+        pool_size=pool_size,
         max_overflow=10,
         # No pre-ping: it costs a round trip per checkout on the hot path. A connection broken
         # by a Postgres restart fails once and is discarded (see hot_connection too).
@@ -97,6 +106,16 @@ def dispose() -> None:
 def unit_of_work() -> Iterator[Connection]:
     """One transaction: commits when the block ends, rolls back if it raises."""
     with engine().begin() as connection:
+        yield connection
+
+
+@contextmanager
+def autocommit() -> Iterator[Connection]:
+    """A connection in autocommit: each statement is its own transaction, in one round trip
+    (no BEGIN, no COMMIT). For reads, and for a write that is a single statement."""
+    engine()
+    assert _current.autocommit is not None
+    with _current.autocommit.connect() as connection:
         yield connection
 
 

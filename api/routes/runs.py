@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Response, status
+from fastapi.concurrency import run_in_threadpool
 
 from api.bulk import BulkCancelIn, BulkCancelOut, BulkRetryIn, BulkRetryOut
 from api.deps import WorkspaceDep
@@ -30,6 +31,8 @@ IdempotencyKey = Annotated[
 ]
 
 
+# The busiest routes are async and call their service in a worker thread: FastAPI checks a
+# sync route's answer in a second trip through the thread pool.
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
@@ -40,10 +43,11 @@ IdempotencyKey = Annotated[
         BODY,
     ),
 )
-def create_run(
+async def create_run(
     body: RunCreate, workspace: WorkspaceDep, response: Response, key: IdempotencyKey = None
 ) -> RunOut:
-    made = service.create(
+    made = await run_in_threadpool(
+        service.create,
         workspace,
         body.stream_id,
         RunType(body.run_type),
@@ -110,8 +114,8 @@ def retry_runs(body: BulkRetryIn, workspace: WorkspaceDep) -> BulkRetryOut:
 
 
 @router.get("/{run_id:uuid}", responses=answers(NOT_FOUND, INVALID))
-def get_run(run_id: UUID, workspace: WorkspaceDep) -> RunOut:
-    return RunOut.of(service.get(workspace, run_id))
+async def get_run(run_id: UUID, workspace: WorkspaceDep) -> RunOut:
+    return RunOut.of(await run_in_threadpool(service.get, workspace, run_id))
 
 
 @router.delete("/{run_id:uuid}", responses=answers(NOT_FOUND, CONFLICT, INVALID))

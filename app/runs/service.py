@@ -46,8 +46,9 @@ def create(
     idempotency_key: str | None = None,
     priority: str | None = None,
 ) -> Created:
-    """`priority` overrides the stream's (high, normal or low)."""
-    with db.unit_of_work() as conn:
+    """`priority` overrides the stream's (high, normal or low). The run is one INSERT, so it
+    commits alone: no transaction around the reads before it."""
+    with db.autocommit() as conn:
         stream = _stream(conn, workspace_id, stream_id)
         values = {
             "workspace_id": workspace_id,
@@ -67,7 +68,7 @@ def create(
 
 
 def get(workspace_id: UUID, run_id: UUID) -> Row[Any]:
-    with db.unit_of_work() as conn:
+    with db.autocommit() as conn:
         return _run(conn, workspace_id, run_id)
 
 

@@ -61,11 +61,15 @@ def insert_key(conn: Connection, workspace_id: UUID, key: str, name: str) -> UUI
     return key_id
 
 
+# Built once: every request but /health runs it.
+_WORKSPACE_FOR_KEY = sa.select(api_keys.c.workspace_id).where(
+    api_keys.c.key_hash == sa.bindparam("key_hash"), api_keys.c.revoked_at.is_(None)
+)
+
+
 def workspace_for_key(conn: Connection, key: str) -> UUID | None:
-    statement = sa.select(api_keys.c.workspace_id).where(
-        api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None)
-    )
-    workspace_id: UUID | None = conn.execute(statement).scalar()
+    found = conn.execute(_WORKSPACE_FOR_KEY, {"key_hash": hash_key(key)})
+    workspace_id: UUID | None = found.scalar()
     return workspace_id
 
 
