@@ -49,6 +49,17 @@ worker_concurrency = _settings.max_concurrent_jobs
 # hour's limit, millions of entries, about 0.5 KB each, and a heap that grows with them.
 task_soft_time_limit = None
 task_time_limit = None
+# The control queue's few tasks keep Celery's limit as their backstop (they are rare, so
+# their timers are too).
+_CONTROL_TIME_LIMIT = _settings.run_time_limit_seconds + 2 * _settings.cancel_grace_seconds + 60
+task_annotations = {
+    name: {"time_limit": _CONTROL_TIME_LIMIT}
+    for name in (
+        "runway.housekeeping.sweep",
+        "runway.housekeeping.retention",
+        "runway.limits.release",
+    )
+}
 
 task_default_queue = _settings.runs_queue
 # Each queue has its own direct exchange and key, so a message lands in exactly one queue.

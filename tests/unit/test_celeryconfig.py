@@ -26,11 +26,20 @@ def test_visibility_timeout_outlasts_the_backstop() -> None:
     assert timeout > backstop + BACKSTOP_SECONDS
 
 
-def test_no_celery_time_limit_keeps_a_timer_per_task() -> None:
+def test_no_celery_time_limit_keeps_a_timer_per_run() -> None:
     """Runway's supervisor enforces the limits; Celery's would keep a timer entry per task
-    in the worker's main process for the whole limit, even after the task ended."""
+    in the worker's main process for the whole limit, even after the task ended. The
+    control queue's rare tasks keep Celery's limit as their backstop."""
+    import tasks.housekeeping
+    import tasks.runs
+
     assert app.conf.task_time_limit is None
     assert app.conf.task_soft_time_limit is None
+    assert tasks.runs.execute.time_limit is None
+    assert tasks.runs.execute_gated.time_limit is None
+    for task in (tasks.housekeeping.sweep, tasks.housekeeping.purge, tasks.runs.release):
+        assert task.time_limit is not None
+        assert task.time_limit < app.conf.broker_transport_options["visibility_timeout"]
 
 
 def test_each_queue_receives_only_its_own_messages() -> None:
