@@ -43,9 +43,23 @@ task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 worker_concurrency = _settings.max_concurrent_jobs
 # Runway enforces run time limits itself (app/runs/supervisor.py) and records them as
-# `timeout`; Celery's hard limit is only a backstop, well above Runway's own.
+# `timeout`; its kernel timer is the backstop too. No Celery time limit: the prefork pool
+# would keep, in the worker's main process, a timer entry per task for the whole limit
+# (a finished task's entry is only marked cancelled): at hundreds of runs a second and an
+# hour's limit, millions of entries, about 0.5 KB each, and a heap that grows with them.
 task_soft_time_limit = None
-task_time_limit = _settings.run_time_limit_seconds + 2 * _settings.cancel_grace_seconds + 60
+task_time_limit = None
+# The control queue's few tasks keep Celery's limit as their backstop (they are rare, so
+# their timers are too).
+_CONTROL_TIME_LIMIT = _settings.run_time_limit_seconds + 2 * _settings.cancel_grace_seconds + 60
+task_annotations = {
+    name: {"time_limit": _CONTROL_TIME_LIMIT}
+    for name in (
+        "runway.housekeeping.sweep",
+        "runway.housekeeping.retention",
+        "runway.limits.release",
+    )
+}
 
 task_default_queue = _settings.runs_queue
 # Each queue has its own direct exchange and key, so a message lands in exactly one queue.

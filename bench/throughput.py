@@ -5,11 +5,12 @@
 Phases, all drained by the same worker process (prefork, -c 2, the project's settings):
   1. Runway: N pending `builtin.noop` runs (rows committed beforehand, messages queued).
   2. Runway, limited: the same, of a stream naming a limit key whose cap (a million) is never
-     reached: each run is claimed through the gate and its end releases the key. Phases 1
-     and 2 alternate, `--rounds` times each; the medians are compared.
-  3. ceiling: N bare Celery no-op tasks.
-  4. floor: N bare Celery tasks that each make as many durable Postgres commits as a run's
+     reached: each run is claimed through the gate and its end releases the key.
+  3. floor: N bare Celery tasks that each make as many durable Postgres commits as a run's
      hot path makes (claim, final write: 2).
+  Phases 1 to 3 alternate, `--rounds` times each (so that a change in the machine's load
+  touches all three alike); their medians are compared.
+  4. ceiling: N bare Celery no-op tasks.
 Each phase's messages are queued while the worker is not consuming them; the clock starts
 when the worker is told to consume and stops when the last message has run. Then, on an idle
 worker, the latency from POST /runs (through the real API over HTTP) to the run's `running`.
@@ -128,8 +129,14 @@ def completed_count() -> int:
 
 
 def clear_runs() -> None:
+    """Delete the phase's runs, then vacuum what the phase left dead, as autovacuum would
+    between phases. Without it (autovacuum may be off on a test machine) each phase runs on
+    the dead rows of all before it: the tallies' few hot rows and the runs' indexes grow
+    with every claim and end, and a later phase's hot path is several times slower."""
     with db.unit_of_work() as conn:
         conn.execute(sa.text("DELETE FROM pipeline_executions"))
+    with db.engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("VACUUM pipeline_executions, run_tallies, limits, bench_rows"))
 
 
 def runway_phase(stream_id: str, runs: int, client: redis.Redis) -> float:
@@ -170,6 +177,11 @@ def bare_phase(runs: int, signature: Callable[[int], Any], client: redis.Redis) 
     return drain(BARE_QUEUE, lambda: client.exists(DONE_KEY) == 1)
 
 
+def commits(index: int) -> Any:
+    """A floor task: the hot path's commits, each on one of 100 rows."""
+    return app.signature("bench.commits", args=(index % 100, HOT_PATH_COMMITS))
+
+
 def latency(key: str, stream_id: str, samples: int) -> tuple[list[float], list[float]]:
     """Per run: DB created_at -> started_at, and the client's POST /runs round trip (ms)."""
     to_running, round_trips = [], []
@@ -204,23 +216,15 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--runs", type=int, default=5000)
-    parser.add_argument("--latency-samples", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=3, help="of the unlimited/limited pair")
-    args = parser.parse_args()
-
-    prepare_database()
-    client = redis.Redis.from_url(get_settings().redis_url)
+def clear_queues(client: redis.Redis) -> None:
     for queue in (get_settings().runs_queue, BARE_QUEUE, IDLE_QUEUE):
         client.delete(*dispatch.queue_lists(queue))
-    key = workspaces.create_key("bench")[1]
-    workspace_id = workspaces.lookup("bench")
+
+
+def worker_command() -> list[str]:
+    """One worker process, prefork at concurrency 2, consuming nothing until told to."""
     venv = os.path.dirname(sys.executable)
-    worker = [
+    return [
         f"{venv}/celery",
         "-A",
         "app",
@@ -240,25 +244,42 @@ def main() -> None:
         "--loglevel",
         "WARNING",
     ]
-    api = [f"{venv}/uvicorn", "api.main:app", "--port", "8765", "--log-level", "warning"]
-    with process(*worker), process(*api):
+
+
+def api_command() -> list[str]:
+    venv = os.path.dirname(sys.executable)
+    return [f"{venv}/uvicorn", "api.main:app", "--port", "8765", "--log-level", "warning"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=5000)
+    parser.add_argument("--latency-samples", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3, help="of the unlimited/limited pair")
+    args = parser.parse_args()
+
+    prepare_database()
+    client = redis.Redis.from_url(get_settings().redis_url)
+    clear_queues(client)
+    key = workspaces.create_key("bench")[1]
+    workspace_id = workspaces.lookup("bench")
+    with process(*worker_command()), process(*api_command()):
         wait(worker_ready, 60, "the worker")
         wait(_health_ok, 60, "the API")
         stream_id = make_stream(key)
         limited_stream = make_stream(key, "bench-limited", ("bench",))
         limits.put(workspace_id, "bench", 1_000_000, None)
-        unlimited_rates, limited_rates = [], []
+        unlimited_rates, limited_rates, floor_rates = [], [], []
         for _ in range(args.rounds):
             for stream, rates in ((stream_id, unlimited_rates), (limited_stream, limited_rates)):
                 rates.append(args.runs / runway_phase(stream, args.runs, client))
                 clear_runs()
+            floor_rates.append(args.runs / bare_phase(args.runs, commits, client))
         runway, limited = statistics.median(unlimited_rates), statistics.median(limited_rates)
+        floor = statistics.median(floor_rates)
         ceiling = args.runs / bare_phase(args.runs, lambda i: app.signature("bench.noop"), client)
-        floor = args.runs / bare_phase(
-            args.runs,
-            lambda i: app.signature("bench.commits", args=(i % 100, HOT_PATH_COMMITS)),
-            client,
-        )
         app.control.add_consumer(get_settings().runs_queue, reply=True, timeout=5)
         to_running, round_trips = latency(key, stream_id, args.latency_samples)
 
@@ -269,14 +290,22 @@ def main() -> None:
     print(f"Runway, limit key never full   {limited:8.0f} runs/s  (median of {args.rounds})")
     print(f"  limited / unlimited  {limited / runway:.2f}")
     print(f"bare Celery no-op (ceiling)    {ceiling:8.0f} tasks/s")
-    print(f"bare Celery + {HOT_PATH_COMMITS} commits (floor) {floor:8.0f} tasks/s")
-    print(f"Runway / floor  {runway / floor:.2f}")
+    print(
+        f"bare Celery + {HOT_PATH_COMMITS} commits (floor) {floor:8.0f} tasks/s"
+        f"  (median of {args.rounds})"
+    )
+    rounds = _ratios(unlimited_rates, floor_rates)
+    print(f"Runway / floor  {runway / floor:.2f}  (round by round: {rounds})")
     print(f"Runway / bare   {runway / ceiling:.2f}")
     print(
         f"POST /runs -> running, idle worker, {len(to_running)} runs: "
         f"p50 {statistics.median(to_running):.1f} ms, p99 {percentile(to_running, 0.99):.1f} ms "
         f"(POST round trip p50 {statistics.median(round_trips):.1f} ms)"
     )
+
+
+def _ratios(rates: list[float], floors: list[float]) -> str:
+    return ", ".join(f"{rate / floor:.2f}" for rate, floor in zip(rates, floors, strict=True))
 
 
 def _health_ok() -> bool:

@@ -77,7 +77,7 @@ def execute(run_id: UUID, worker: str, gated: bool = False) -> RunStatus | None:
     if claimed is None:
         _not_claimed(run_id, answer.wait_seconds)
         return None
-    log.info("run %s attempt %s started", claimed.id, claimed.attempt, extra=_lifecycle(claimed))
+    _note(claimed, "started")
     context = _context(claimed)
 
     def terminate(how: str) -> None:
@@ -93,12 +93,7 @@ def execute(run_id: UUID, worker: str, gated: bool = False) -> RunStatus | None:
     with tracking as ticket:
         outcome = attempt(context)
     if ticket.taken:
-        log.info(
-            "run %s attempt %s was ended by its supervisor",
-            run_id,
-            claimed.attempt,
-            extra=_lifecycle(claimed, None, supervisor_clock() - sent),
-        )
+        _note(claimed, "was ended by its supervisor", None, supervisor_clock() - sent)
         return None
     outcome = _unless_lease_lost(context, outcome, ticket.stop_reason)
     return _conclude(claimed, outcome, supervisor_clock() - sent)
@@ -143,21 +138,10 @@ def _conclude(claimed: store.Claimed, outcome: Outcome, duration: float) -> RunS
 
     finished = _write(claimed, outcome)
     if finished is None:
-        log.info(
-            "run %s attempt %s was taken over; outcome dropped",
-            claimed.id,
-            claimed.attempt,
-            extra=_lifecycle(claimed, None, duration),
-        )
+        _note(claimed, "was taken over; outcome dropped", None, duration)
         return None
     aftermath.follow_up(_ended(claimed, finished.status), finished.released, outcome.retry_in)
-    log.info(
-        "run %s attempt %s ended %s",
-        claimed.id,
-        claimed.attempt,
-        finished.status,
-        extra=_lifecycle(claimed, finished.status, duration),
-    )
+    _note(claimed, f"ended {finished.status}", finished.status, duration)
     return finished.status
 
 
@@ -174,15 +158,20 @@ def _ended(claimed: store.Claimed, status: RunStatus) -> aftermath.Ended:
     )
 
 
-def _lifecycle(
+def _note(
     claimed: store.Claimed,
+    event: str,
     status: RunStatus | None = RunStatus.RUNNING,
     duration: float | None = None,
-) -> Mapping[str, Any]:
-    """The fields of a lifecycle line; no status: the row is no longer this attempt's."""
-    return logs.lifecycle(
+) -> None:
+    """A lifecycle line (no status: the row is no longer this attempt's), built only when
+    INFO is logged: a worker at WARNING pays nothing for it on every run."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    fields = logs.lifecycle(
         claimed.id, claimed.stream_id, claimed.run_type, claimed.attempt, status, duration
     )
+    log.info("run %s attempt %s %s", claimed.id, claimed.attempt, event, extra=fields)
 
 
 def _write(claimed: store.Claimed, outcome: Outcome) -> store.Finished | None:

@@ -13,7 +13,8 @@ Deadlines, on this process's own clock:
   Postgres records, so no clock needs to agree with another. In a prefork child the kernel
   enforces this deadline too: an interval timer (SIGALRM, default action) re-armed at every
   renewal ends the process even if the watchdog cannot run (code holding the GIL) or the
-  process was stopped (SIGSTOP, a frozen cgroup) past it;
+  process was stopped (SIGSTOP, a frozen cgroup) past it; the same timer ends a run that
+  keeps its lease but outlives its hard time limit by BACKSTOP_SECONDS and the grace;
 - lost: a run whose row was taken over or ended elsewhere is asked to stop and its process
   terminated at once: another attempt may be running already;
 - cancel grace: a run whose cancel was requested gets RUNWAY_CANCEL_GRACE_SECONDS to return;
@@ -55,6 +56,9 @@ Kill = Callable[[int, int], None]
 
 WATCH_SECONDS = 0.1
 HEARTBEAT_RETRY_SECONDS = 0.25
+# Past a run's hard time limit, how long the watchdog has to write its end and terminate it
+# before the kernel's timer does (on top of the cancel grace).
+BACKSTOP_SECONDS = 60.0
 
 
 def clock() -> float:
@@ -105,6 +109,7 @@ class Supervisor:
         self.heartbeat_seconds = heartbeat_seconds
         self.cancel_grace_seconds = cancel_grace_seconds
         self.lease_budget = lease_budget(lease_seconds)
+        self.backstop_seconds = cancel_grace_seconds + BACKSTOP_SECONDS
         self.can_terminate = False
         self._kill_process = kill
         self._runs: dict[UUID, Ticket] = {}
@@ -279,14 +284,24 @@ class Supervisor:
             raise SoftTimeLimitExceeded()
 
     def _arm(self) -> None:
-        """Set the kernel's timer to the earliest lease deadline of this process's runs (off
+        """Set the kernel's timer to the earliest last moment of this process's runs (off
         when it has none). Only where the process may end itself."""
         if not self._handlers_installed:
             return
         with self._lock:
-            deadlines = [ticket.renewed_at + self.lease_budget for ticket in self._runs.values()]
+            deadlines = [self._last_moment(ticket) for ticket in self._runs.values()]
         remaining = max(0.001, min(deadlines) - clock()) if deadlines else 0.0
         signal.setitimer(signal.ITIMER_REAL, remaining)
+
+    def _last_moment(self, ticket: Ticket) -> float:
+        """When the kernel ends the process if nothing else has: the lease's deadline, and
+        for a run that keeps its lease, its hard time limit plus a margin. That is the
+        backstop in case the watchdog cannot act; Celery's own per-task time limit would
+        keep a timer per task in the worker's main process (see celeryconfig.py)."""
+        deadline = ticket.renewed_at + self.lease_budget
+        if ticket.hard_deadline is not None:
+            deadline = min(deadline, ticket.hard_deadline + self.backstop_seconds)
+        return deadline
 
     def _ensure_threads(self) -> None:
         if self._pid != os.getpid():  # forked: the parent's threads do not exist here

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app import app
+from app.runs.supervisor import BACKSTOP_SECONDS
 from app.settings import get_settings
 
 
@@ -18,9 +19,27 @@ def test_a_killed_task_comes_back_and_nothing_hides_behind_a_long_run() -> None:
     assert app.conf.worker_cancel_long_running_tasks_on_connection_loss is False
 
 
-def test_visibility_timeout_outlasts_the_hard_time_limit() -> None:
+def test_visibility_timeout_outlasts_the_backstop() -> None:
+    settings = get_settings()
     timeout = app.conf.broker_transport_options["visibility_timeout"]
-    assert timeout > app.conf.task_time_limit
+    backstop = settings.run_time_limit_seconds + 2 * settings.cancel_grace_seconds
+    assert timeout > backstop + BACKSTOP_SECONDS
+
+
+def test_no_celery_time_limit_keeps_a_timer_per_run() -> None:
+    """Runway's supervisor enforces the limits; Celery's would keep a timer entry per task
+    in the worker's main process for the whole limit, even after the task ended. The
+    control queue's rare tasks keep Celery's limit as their backstop."""
+    import tasks.housekeeping
+    import tasks.runs
+
+    assert app.conf.task_time_limit is None
+    assert app.conf.task_soft_time_limit is None
+    assert tasks.runs.execute.time_limit is None
+    assert tasks.runs.execute_gated.time_limit is None
+    for task in (tasks.housekeeping.sweep, tasks.housekeeping.purge, tasks.runs.release):
+        assert task.time_limit is not None
+        assert task.time_limit < app.conf.broker_transport_options["visibility_timeout"]
 
 
 def test_each_queue_receives_only_its_own_messages() -> None:
