@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
@@ -10,8 +11,12 @@ from app import health
 
 router = APIRouter(tags=["operations"])
 
+# Threads of its own: requests stuck on Postgres, holding every thread of the shared pool,
+# never keep /health from answering (it is how they get noticed).
+_THREADS = CapacityLimiter(2)
+
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
-def get_health() -> JSONResponse:
-    report = health.check()
+async def get_health() -> JSONResponse:
+    report = await to_thread.run_sync(health.check, limiter=_THREADS)
     return JSONResponse(report.as_dict(), status_code=200 if report.ok else 503)

@@ -288,10 +288,10 @@ class Supervisor:
         when it has none). Only where the process may end itself."""
         if not self._handlers_installed:
             return
-        with self._lock:
+        with self._lock:  # set under the lock: a run that ends meanwhile disarms after this
             deadlines = [self._last_moment(ticket) for ticket in self._runs.values()]
-        remaining = max(0.001, min(deadlines) - clock()) if deadlines else 0.0
-        signal.setitimer(signal.ITIMER_REAL, remaining)
+            remaining = max(0.001, min(deadlines) - clock()) if deadlines else 0.0
+            signal.setitimer(signal.ITIMER_REAL, remaining)
 
     def _last_moment(self, ticket: Ticket) -> float:
         """When the kernel ends the process if nothing else has: the lease's deadline, and

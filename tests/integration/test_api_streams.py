@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from api.main import CONCURRENT_REQUESTS
+from app import db
 from app.errors import InvalidInput
 from app.streams import service as streams
-from tests.fixtures.services import run_row, unpublished_run
+from tests.fixtures.services import run_row, unpublished_run, wait_for
 
 
 def _time(value: str) -> datetime:
@@ -182,6 +187,42 @@ def test_health_reports_database_and_broker(api: TestClient) -> None:
     response = api.get("/health")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+
+
+def test_health_answers_while_requests_are_stuck_on_postgres(
+    api: TestClient, auth: dict[str, str]
+) -> None:
+    """Every request thread of the process waits on a lock (a migration, say); /health has
+    threads of its own and still answers."""
+    with db.unit_of_work() as locker:  # rolled back when the test is done with it
+        locker.execute(sa.text("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE"))
+        stuck = [
+            threading.Thread(target=api.get, args=(f"/runs/{uuid4()}",), kwargs={"headers": auth})
+            for _ in range(CONCURRENT_REQUESTS)
+        ]
+        for thread in stuck:
+            thread.start()
+        wait_for(lambda: _waiting_on_locks() >= CONCURRENT_REQUESTS, 15, "the stuck requests")
+
+        started = time.monotonic()
+        response = api.get("/health")
+        assert response.status_code == 200
+        assert time.monotonic() - started < 2
+        locker.rollback()
+    for thread in stuck:
+        thread.join(15)
+
+
+def _waiting_on_locks() -> int:
+    with db.unit_of_work() as conn:
+        return int(
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        )
 
 
 def test_openapi_describes_every_endpoint(api: TestClient) -> None:
