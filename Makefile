@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint format bench bench-schedule services migrate clean
+.PHONY: install run test test-fast lint format bench bench-schedule screenshots services migrate clean
 
 install: $(STAMP)
 
@@ -45,6 +45,9 @@ bench: services
 
 bench-schedule: services
 	$(BIN)/python -m bench.schedule_lag
+
+screenshots: services
+	$(BIN)/python -m scripts.screenshots
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
