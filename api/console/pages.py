@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from api.console.render import TERMINAL, ConsoleRoute, page
-from api.console.session import PATH, SessionDep, read
+from api.console.session import PATH, Session, SessionDep, read
 from api.schemas import Cursor, RunStatusName
 from app.console import service as console
 from app.limits import service as limits
@@ -47,7 +47,9 @@ def running_live(request: Request, session: SessionDep) -> Response:
 
 @router.get("/streams")
 def streams_page(
-    request: Request, session: SessionDep, page_: Annotated[int, Query(alias="page", ge=1)] = 1
+    request: Request,
+    session: SessionDep,
+    page_: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
 ) -> Response:
     offset = (page_ - 1) * STREAMS_PER_PAGE
     found = streams.list_all(session.workspace_id, STREAMS_PER_PAGE + 1, offset)
@@ -83,7 +85,7 @@ def stream_page(
     )
 
 
-def stream_context(session: Any, stream: streams.Stream) -> dict[str, Any]:
+def stream_context(session: Session, stream: streams.Stream) -> dict[str, Any]:
     """What a stream's page shows, whatever form it carries."""
     stream_id = stream.row.id
     latest = runs.page(session.workspace_id, {"stream_id": stream_id}, None, 20)

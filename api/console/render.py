@@ -25,6 +25,7 @@ from app.schedules.words import describe
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 TERMINAL = ("completed", "failed", "cancelled")
+FRAGMENT = "Runway-Fragment"  # sent by the script that refreshes the live parts of a page
 LIVE = ("pending", "running", "retrying")
 
 # Only this origin's script and styles; no framing, no form posting elsewhere. Inline style
@@ -103,7 +104,7 @@ def _validation(request: Request, error: RequestValidationError) -> Response:
 
 
 def _sign_in(request: Request) -> Response:
-    if request.url.path.endswith("/live"):  # a fragment: the page's script stops polling
+    if request.headers.get(FRAGMENT):  # the page's script: it stops refreshing
         return Response(status_code=status.HTTP_401_UNAUTHORIZED)
     target = request.url.path if request.method == "GET" else PATH
     return RedirectResponse(

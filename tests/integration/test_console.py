@@ -20,10 +20,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
 from app import db, workspaces
 from app.models import pipeline_executions
-from tests.fixtures.browser import browser, live_api
 from tests.fixtures.services import wait_for
-
-__all__ = ["browser", "live_api"]  # fixtures
 
 SLOW = 15_000  # ms: what a page may take to show a run's change
 WEEKLY = {"cron": "0 6 * * 1", "timezone": "Europe/Berlin"}

@@ -3,17 +3,20 @@ bad input answered with a page that says what is wrong (never a 500)."""
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from app import workspaces
-from tests.fixtures.services import wait_for_status
+from app import db, workspaces
+from app.models import pipeline_executions
+from tests.fixtures.services import run_row, unpublished_run, wait_for, wait_for_status
 
 WEEKLY = {"cron": "0 6 * * 1", "timezone": "Europe/Berlin"}
 
@@ -37,6 +40,8 @@ def test_sign_in_sets_a_strict_http_only_cookie_and_sign_out_ends_it(
     api: TestClient, api_key: str
 ) -> None:
     assert api.get("/ui", follow_redirects=False).headers["location"].startswith("/ui/sign-in")
+    refresh = api.get("/ui/live/running", headers={"Runway-Fragment": "1"})
+    assert refresh.status_code == 401  # the page's script stops, rather than show a form
     wrong = api.post("/ui/sign-in", data={"key": "rw_nope"})
     assert wrong.status_code == 401 and "unknown or revoked" in wrong.text
 
@@ -52,11 +57,14 @@ def test_sign_in_sets_a_strict_http_only_cookie_and_sign_out_ends_it(
 
 
 def test_every_page_renders(
-    console: TestClient, make_stream: Callable[..., dict[str, Any]], auth: dict[str, str]
+    console: TestClient,
+    make_stream: Callable[..., dict[str, Any]],
+    auth: dict[str, str],
+    worker: Any,
 ) -> None:
     stream = make_stream("builtin.noop", schedule_config=WEEKLY, limit_keys=["openai"])
     run = console.post("/runs", json={"stream_id": stream["id"]}, headers=auth).json()
-    wait_for_status(run["id"], "completed", "pending", "running")
+    wait_for_status(run["id"], "completed")
     console.put("/limits/openai", json={"max_concurrent": 2}, headers=auth)
 
     overview = console.get("/ui")
@@ -74,7 +82,7 @@ def test_every_page_renders(
 
 
 def test_forms_refuse_other_sites_and_missing_tokens(
-    console: TestClient, make_stream: Callable[..., dict[str, Any]]
+    console: TestClient, make_stream: Callable[..., dict[str, Any]], worker: Any
 ) -> None:
     stream = make_stream("builtin.noop")
     action = f"/ui/streams/{stream['id']}/run"
@@ -91,6 +99,7 @@ def test_forms_refuse_other_sites_and_missing_tokens(
     assert made.status_code == 303 and made.headers["location"].startswith("/ui/runs/")
     again = console.post(action, data=form, follow_redirects=False)  # the same form, twice
     assert again.headers["location"] == made.headers["location"]
+    wait_for_status(made.headers["location"].rsplit("/", 1)[1], "completed")
 
 
 def test_another_workspaces_ids_and_bad_input_are_pages_not_errors(
@@ -108,6 +117,7 @@ def test_another_workspaces_ids_and_bad_input_are_pages_not_errors(
     assert console.get("/ui/streams/not-an-id").status_code == 404
     assert console.get("/ui/runs?status=bogus").status_code == 422
     assert console.get("/ui/runs?cursor=nope").status_code == 422
+    assert console.get("/ui/streams?page=100000000000000000000").status_code == 422
 
     token = _csrf(console.get(f"/ui/streams/{stream['id']}"))
     bad_json = console.post(
@@ -122,3 +132,43 @@ def test_another_workspaces_ids_and_bad_input_are_pages_not_errors(
     assert no_schedule.status_code == 409
     unfiltered = console.post("/ui/runs/cancel", data={"csrf": token})
     assert unfiltered.status_code == 422
+
+
+def test_runs_list_pages_by_cursor_and_acts_on_what_the_filter_selects(
+    console: TestClient, make_stream: Callable[..., dict[str, Any]], worker: Any
+) -> None:
+    stream = make_stream("builtin.noop")
+    other = make_stream("builtin.noop")
+    waiting = [unpublished_run(UUID(stream["id"])) for _ in range(52)]
+    spared = unpublished_run(UUID(other["id"]))
+
+    first = console.get(f"/ui/runs?stream_id={stream['id']}")
+    assert first.text.count('href="/ui/runs/') == 50
+    older = re.search(r'href="(/ui/runs\?[^"]*cursor=[^"]+)"', first.text)
+    assert older, "no link to the next page"
+    second = console.get(html.unescape(older[1]))
+    assert second.text.count('href="/ui/runs/') == 2
+
+    token = _csrf(first)
+    cancelled = console.post("/ui/runs/cancel", data={"csrf": token, "stream_id": stream["id"]})
+    assert "52 runs cancelled" in cancelled.text
+    assert {run_row(run).status for run in waiting} == {"cancelled"}
+    assert run_row(spared).status == "pending"
+
+    retried = console.post(
+        "/ui/runs/retry", data={"csrf": token, "stream_id": stream["id"], "status": "cancelled"}
+    )
+    assert "52 runs retried" in retried.text
+    wait_for(lambda: len(_completed(stream["id"])) == 52, 30, "the retries to complete")
+
+
+def _completed(stream_id: str) -> list[Any]:
+    with db.unit_of_work() as conn:
+        return list(
+            conn.execute(
+                sa.select(pipeline_executions.c.id).where(
+                    pipeline_executions.c.stream_id == stream_id,
+                    pipeline_executions.c.status == "completed",
+                )
+            )
+        )

@@ -26,7 +26,7 @@
 
     function refresh() {
       if (document.hidden) { setTimeout(refresh, every); return; }
-      fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html", "Runway-Fragment": "1" } })
         .then(function (response) {
           if (response.status === 401 || response.status === 404) return null;
           return response.text().then(function (text) {
