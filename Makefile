@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint format bench bench-schedule bench-api services migrate clean
+.PHONY: install run test test-fast lint format bench bench-schedule bench-api screenshots services migrate clean
 
 install: $(STAMP)
 
@@ -48,6 +48,9 @@ bench-schedule: services
 
 bench-api: services
 	$(BIN)/python -m bench.api
+
+screenshots: services
+	$(BIN)/python -m scripts.screenshots
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from anyio import to_thread
 from fastapi import FastAPI
 
-from api import docs, errors, openapi
+from api import console, docs, errors, openapi
 from api.limits import BodyLimit, JsonDepthLimit
 from api.routes import health, limits, operations, runs, streams, webhooks
 from app import db, logs
@@ -63,6 +63,7 @@ def create_app() -> FastAPI:
         api.include_router(module.router)
     openapi.install(api)
     docs.install(api)
+    console.install(api)
     return api
 
 

@@ -49,6 +49,7 @@ def ensure() -> None:
     key = _key()
     stream_id = _stream_id(key)
     print(f"API key:   {key}")
+    print("console:   http://localhost:8000/ui  (sign in with the key)")
     print(f"stream id: {stream_id}  (demo.report, every 15 minutes)")
     print("try:")
     print(

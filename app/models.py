@@ -387,3 +387,21 @@ webhook_deliveries = sa.Table(
     sa.Index("ix_webhook_deliveries_webhook_created", "webhook_id", "created_at"),
     sa.Index("ix_webhook_deliveries_created", "created_at"),
 )
+
+# The console (api/console): the key that signs its session cookies when RUNWAY_UI_SECRET is
+# not set, made once by the first API process that needs it, so every API process and every
+# restart signs alike. One row.
+console_secrets = sa.Table(
+    "console_secrets",
+    metadata,
+    sa.Column("id", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("secret", sa.Text, nullable=False),
+    _created_at(),
+    sa.CheckConstraint("id = 1", name="one_row"),
+)
+# The console's overview: the slots missed or skipped lately, without walking every tick.
+sa.Index(
+    "ix_schedule_ticks_trouble",
+    schedule_ticks.c.created_at,
+    postgresql_where=sa.text("outcome IN ('missed', 'skipped_overlap')"),
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/runway"
@@ -53,6 +53,8 @@ class Settings(BaseSettings):
         10, ge=0.1, le=3600, validation_alias="RUNWAY_WEBHOOK_RETRY_BASE_SECONDS"
     )
     webhook_allow_private: bool = Field(False, validation_alias="RUNWAY_WEBHOOK_ALLOW_PRIVATE")
+    # Signs the console's session cookies; unset, a secret made once and kept in Postgres.
+    ui_secret: SecretStr | None = Field(None, min_length=16, validation_alias="RUNWAY_UI_SECRET")
 
     @field_validator("pipelines", mode="before")
     @classmethod

@@ -47,4 +47,5 @@ pytest_plugins = [
     "tests.fixtures.clock",
     "tests.fixtures.secrets",
     "tests.fixtures.receivers",
+    "tests.fixtures.browser",  # one session's Chromium, whichever modules drive it
 ]

@@ -73,6 +73,29 @@ def workspace_for_key(conn: Connection, key: str) -> UUID | None:
     return workspace_id
 
 
+def live_key(conn: Connection, key: str) -> Row[Any] | None:
+    """The key's `id` and `workspace_id`, unless it is unknown or revoked."""
+    statement = sa.select(*KEY_COLUMNS[:2]).where(
+        api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None)
+    )
+    return conn.execute(statement).first()
+
+
+def live_key_workspace(conn: Connection, key_id: UUID, workspace_id: UUID) -> str | None:
+    """The name of the workspace, while the key with this id is its and not revoked."""
+    statement = (
+        sa.select(workspaces.c.name)
+        .select_from(api_keys.join(workspaces, workspaces.c.id == api_keys.c.workspace_id))
+        .where(
+            api_keys.c.id == key_id,
+            api_keys.c.workspace_id == workspace_id,
+            api_keys.c.revoked_at.is_(None),
+        )
+    )
+    name: str | None = conn.execute(statement).scalar()
+    return name
+
+
 def keys_of(conn: Connection, workspace_id: UUID) -> Sequence[Row[Any]]:
     statement = (
         sa.select(*KEY_COLUMNS)

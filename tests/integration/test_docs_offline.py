@@ -5,9 +5,7 @@ from __future__ import annotations
 import httpx
 from playwright.sync_api import Browser, expect
 
-from tests.fixtures.browser import browser, live_api, offline_page
-
-__all__ = ["browser", "live_api"]  # fixtures
+from tests.fixtures.browser import offline_page
 
 
 def test_swagger_ui_renders_the_operations_offline(browser: Browser, live_api: str) -> None:

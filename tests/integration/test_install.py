@@ -105,7 +105,7 @@ def test_runway_migrate_from_any_directory(
 
 PROBE = """
 import json, pathlib
-import api.main, app, migrations
+import api.main, api.console.render, app, migrations
 from app.pipelines import builtin
 pipelines = pathlib.Path(builtin.__file__).parent
 mounted = [getattr(route, "app", None) for route in api.main.app.routes]
@@ -115,6 +115,7 @@ print(json.dumps({
     "migrations": [str(p) for p in migrations.__path__],
     "articles": (pipelines / "data" / "articles.json").is_file(),
     "assets": sorted(p.name for d in static for p in pathlib.Path(d).iterdir()),
+    "templates": sorted(p.name for p in (api.console.render.HERE / "templates").iterdir()),
 }))
 """
 
@@ -138,3 +139,6 @@ def test_the_installed_package_is_whole_and_used(installed: Path, elsewhere: Pat
     assert found["articles"] is True
     # what /docs and /redoc serve, from the installed package, with no CDN
     assert {"swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js"} <= set(found["assets"])
+    # and what the console serves
+    assert {"console.css", "console.js"} <= set(found["assets"])
+    assert {"base.html", "stream.html", "run.html"} <= set(found["templates"])
