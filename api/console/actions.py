@@ -5,7 +5,7 @@ page that shows its outcome, or in a page saying why it could not be done."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 from uuid import UUID
@@ -115,7 +115,11 @@ def backfill_stream(
     if confirm != "yes":
         preview = backfill.backfill(signed.workspace_id, stream_id, begin, until, dry_run=True)
         stream = streams.get(signed.workspace_id, stream_id)
-        context = stream_context(signed, stream) | {"preview": preview}
+        # Confirming creates what the dry run showed: up to its last slot, not slots that
+        # come due (or that `to` reaches) meanwhile.
+        last = max(preview.slots, default=None)
+        confirm_end = end if last is None else (last + timedelta(microseconds=1)).isoformat()
+        context = stream_context(signed, stream) | {"preview": preview, "confirm_end": confirm_end}
         return page(request, "stream.html", signed, **context, start=start, end=end, done=None)
     done = backfill.backfill(signed.workspace_id, stream_id, begin, until)
     query = urlencode({"backfilled": done.created, "existing": done.existing})

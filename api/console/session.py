@@ -105,9 +105,21 @@ def same_origin(request: Request) -> bool:
     origin = request.headers.get("origin")
     if origin is None:
         return True
-    here = request.headers.get("host", "")
     parts = urlsplit(origin)
-    return parts.netloc == here and parts.scheme in ("http", "https")
+    if parts.scheme not in _DEFAULT_PORTS:
+        return False
+    here = request.headers.get("host", "").lower()
+    return _without_default_port(parts.netloc.lower(), parts.scheme) == _without_default_port(
+        here, parts.scheme
+    )
+
+
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
+def _without_default_port(netloc: str, scheme: str) -> str:
+    """`host:443` and `host` are one origin over https (and `:80` over http)."""
+    return netloc.removesuffix(_DEFAULT_PORTS[scheme])
 
 
 def check_origin(request: Request) -> None:
@@ -122,7 +134,7 @@ async def acting(request: Request) -> Session:
     found = current(request)
     form = await request.form()
     token = form.get("csrf")
-    if not isinstance(token, str) or not hmac.compare_digest(token, found.csrf):
+    if not isinstance(token, str) or not hmac.compare_digest(token.encode(), found.csrf.encode()):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "refused: the form is stale or forged")
     return found
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -16,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from app import db, workspaces
 from app.models import pipeline_executions
+from app.schedules import ticker
 from tests.fixtures.services import run_row, unpublished_run, wait_for, wait_for_status
 
 WEEKLY = {"cron": "0 6 * * 1", "timezone": "Europe/Berlin"}
@@ -91,11 +93,14 @@ def test_forms_refuse_other_sites_and_missing_tokens(
 
     forged = console.post(action, data={**form, "csrf": "forged"}, follow_redirects=False)
     assert forged.status_code == 403
+    not_ascii = console.post(action, data={**form, "csrf": "ü"}, follow_redirects=False)
+    assert not_ascii.status_code == 403
     other_site = {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}
     assert console.post(action, data=form, headers=other_site).status_code == 403
     same_site = {"Origin": "http://127.0.0.1:1", "Sec-Fetch-Site": "same-site"}
     assert console.post(action, data=form, headers=same_site).status_code == 403
-    made = console.post(action, data=form, follow_redirects=False)
+    default_port = {"Origin": "http://testserver", "Host": "testserver:80"}
+    made = console.post(action, data=form, headers=default_port, follow_redirects=False)
     assert made.status_code == 303 and made.headers["location"].startswith("/ui/runs/")
     again = console.post(action, data=form, follow_redirects=False)  # the same form, twice
     assert again.headers["location"] == made.headers["location"]
@@ -144,6 +149,7 @@ def test_runs_list_pages_by_cursor_and_acts_on_what_the_filter_selects(
 
     first = console.get(f"/ui/runs?stream_id={stream['id']}")
     assert first.text.count('href="/ui/runs/') == 50
+    assert 'action="/ui/runs/cancel"' in first.text  # offered for a stream's runs
     older = re.search(r'href="(/ui/runs\?[^"]*cursor=[^"]+)"', first.text)
     assert older, "no link to the next page"
     second = console.get(html.unescape(older[1]))
@@ -162,6 +168,18 @@ def test_runs_list_pages_by_cursor_and_acts_on_what_the_filter_selects(
     wait_for(lambda: len(_completed(stream["id"])) == 52, 30, "the retries to complete")
 
 
+def _ticked(stream_id: str) -> bool:
+    with db.unit_of_work() as conn:
+        return bool(
+            conn.execute(
+                sa.text(
+                    "SELECT last_scheduled_run IS NOT NULL FROM research_streams WHERE id = :id"
+                ),
+                {"id": stream_id},
+            ).scalar()
+        )
+
+
 def _completed(stream_id: str) -> list[Any]:
     with db.unit_of_work() as conn:
         return list(
@@ -172,3 +190,22 @@ def _completed(stream_id: str) -> list[Any]:
                 )
             )
         )
+
+
+def test_confirming_a_backfill_creates_what_its_dry_run_showed(
+    console: TestClient, make_stream: Callable[..., dict[str, Any]]
+) -> None:
+    """`to` in the future: slots that come due between the dry run and the confirmation are
+    not created by it (the confirmation names the dry run's last slot)."""
+    stream = make_stream("builtin.noop", schedule_config={"interval_seconds": 1})
+    page_ = console.get(f"/ui/streams/{stream['id']}")
+    wait_for(lambda: ticker.tick().streams >= 0 and _ticked(stream["id"]), 15, "a first slot")
+    recently = datetime.now(UTC) - timedelta(seconds=30)
+    preview = console.post(
+        f"/ui/streams/{stream['id']}/backfill",
+        data={"csrf": _csrf(page_), "from": recently.isoformat(), "to": "2999-01-01T00:00Z"},
+    )
+    assert preview.status_code == 200
+    end = re.search(r'name="to" value="([^"]+)"', preview.text.split("Dry run", 1)[1])
+    assert end, preview.text[:2000]
+    assert not end[1].startswith("2999")
