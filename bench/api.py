@@ -54,13 +54,13 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from app import db, schema, workspaces  # noqa: E402
 from app.runs import dispatch  # noqa: E402
 from app.settings import get_settings  # noqa: E402
+from bench.proc import cpu_seconds, tree  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PORT = 8766
 FLOOR_QUEUE = f"{PREFIX}.floor"
 WARM_UP_SECONDS = 3
 ROUND_TRIP_REQUESTS = 100
-TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
 WRK_SCRIPT = """
 wrk.method = "{method}"
@@ -333,28 +333,6 @@ def round_trips(target: str, env: dict[str, str], key: str, stream: str) -> dict
             found[f"{name} postgres"] = postgres.take() / ROUND_TRIP_REQUESTS
             found[f"{name} redis"] = broker.take() / ROUND_TRIP_REQUESTS
     clear(redis.Redis.from_url(get_settings().redis_url))
-    return found
-
-
-def cpu_seconds(pids: set[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICKS_PER_SECOND
-
-
-def tree(root: int) -> set[int]:
-    found, frontier = {root}, [root]
-    while frontier:
-        parent = frontier.pop()
-        for children in Path(f"/proc/{parent}/task").glob("*/children"):
-            for pid in children.read_text().split():
-                found.add(int(pid))
-                frontier.append(int(pid))
     return found
 
 

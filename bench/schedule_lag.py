@@ -42,8 +42,8 @@ import sqlalchemy as sa  # noqa: E402
 
 from app import db, schema, workspaces  # noqa: E402
 from app.settings import get_settings  # noqa: E402
+from bench.proc import cpu_seconds, resident_mib, tree  # noqa: E402
 
-TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 WARM_UP_SECONDS = 60
 
 
@@ -100,28 +100,6 @@ def process(*command: str) -> Iterator[subprocess.Popen[bytes]]:
             os.killpg(child.pid, 9)
 
 
-def cpu_seconds(pids: set[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICKS_PER_SECOND
-
-
-def tree(root: int) -> set[int]:
-    found, frontier = {root}, [root]
-    while frontier:
-        parent = frontier.pop()
-        for child in Path(f"/proc/{parent}/task").glob("*/children"):
-            for pid in child.read_text().split():
-                found.add(int(pid))
-                frontier.append(int(pid))
-    return found
-
-
 def postgres_pids() -> set[int]:
     pids = set()
     for entry in Path("/proc").iterdir():
@@ -172,13 +150,6 @@ def overdue(at: float) -> int:
             ),
             {"at": at},
         ).scalar_one()
-
-
-def resident_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def lost_leads(path: Path) -> int:

@@ -44,7 +44,7 @@ HORIZON_YEARS = 10
 _FIELD_LAYOUT = "minute hour day-of-month month day-of-week"
 _PROBE_START = datetime(2000, 1, 1)
 
-_MACROS: Mapping[str, str] = {
+MACROS: Mapping[str, str] = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
     "@monthly": "0 0 1 * *",
@@ -239,9 +239,9 @@ def _split(expr: str) -> list[str]:
 
 
 def _expand_macro(text: str) -> str:
-    macro = _MACROS.get(text.lower())
+    macro = MACROS.get(text.lower())
     if macro is None:
-        raise ScheduleError("cron", f"unknown macro {text!r}; use one of {', '.join(_MACROS)}")
+        raise ScheduleError("cron", f"unknown macro {text!r}; use one of {', '.join(MACROS)}")
     return macro
 
 

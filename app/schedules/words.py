@@ -10,16 +10,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from app.schedules.cron import MACROS
+
 DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
-MACROS = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
 _UNITS = (("day", 86_400), ("hour", 3_600), ("minute", 60), ("second", 1))
 _NUMBER = re.compile(r"[0-9]{1,2}")
 _EVERY = re.compile(r"\*/([0-9]{1,2})")
