@@ -7,13 +7,32 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 import psycopg
 import sqlalchemy as sa
+from psycopg.types.datetime import TimestamptzBinaryLoader, TimestamptzLoader
 from sqlalchemy.engine import Connection, Engine
 
 from app.settings import get_settings
+
+
+class _UtcLoader(TimestamptzLoader):
+    """A timestamptz in UTC, whatever the session's TimeZone: Python adds and subtracts
+    times of one zone by their wall clocks, which DST would skew."""
+
+    def load(self, data: Any) -> Any:
+        return super().load(data).astimezone(UTC)
+
+
+class _UtcBinaryLoader(TimestamptzBinaryLoader):
+    def load(self, data: Any) -> Any:
+        return super().load(data).astimezone(UTC)
+
+
+psycopg.adapters.register_loader("timestamptz", _UtcLoader)
+psycopg.adapters.register_loader("timestamptz", _UtcBinaryLoader)
 
 POOL_SIZE = 5
 

@@ -105,7 +105,10 @@ def same_origin(request: Request) -> bool:
     origin = request.headers.get("origin")
     if origin is None:
         return True
-    parts = urlsplit(origin)
+    try:
+        parts = urlsplit(origin)
+    except ValueError:  # not a URL (an unclosed IPv6 bracket): not this origin
+        return False
     if parts.scheme not in _DEFAULT_PORTS:
         return False
     here = request.headers.get("host", "").lower()

@@ -48,7 +48,7 @@ TICK_SHARE_OF_LOCK = 3
 class Standing(enum.Enum):
     LEADING = "leading"  # holds RedBeat's lock: ticks and runs housekeeping
     FOLLOWING = "following"  # another beat holds it: ticks
-    CUT_OFF = "cut off"  # Redis did not answer: neither, as its runs could not be sent
+    CUT_OFF = "cut off"  # the broker's Redis did not answer: neither, its runs could not go
 
 
 class RunwayScheduler(RedBeatScheduler):  # type: ignore[misc]
@@ -88,7 +88,9 @@ class RunwayScheduler(RedBeatScheduler):  # type: ignore[misc]
             return Standing.FOLLOWING
         except RedisError as error:
             self._lose(error)
-            return Standing.CUT_OFF
+            # Cut off from the broker only if RedBeat's Redis is the broker's.
+            shared = get_settings().beat_redis_url == get_settings().redis_url
+            return Standing.CUT_OFF if shared else Standing.FOLLOWING
         return Standing.LEADING
 
     def _tick_redbeat(self, **kwargs: Any) -> None:

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 1000
 # How long a batch's transaction may sit idle (between its statements) holding its streams.
-IDLE_SECONDS = 15
+IDLE_SECONDS = 60
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,8 @@ def test_forms_refuse_other_sites_and_missing_tokens(
     assert forged.status_code == 403
     not_ascii = console.post(action, data={**form, "csrf": "ü"}, follow_redirects=False)
     assert not_ascii.status_code == 403
+    not_a_url = console.post(action, data=form, headers={"Origin": "http://[::1"})
+    assert not_a_url.status_code == 403
     other_site = {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}
     assert console.post(action, data=form, headers=other_site).status_code == 403
     same_site = {"Origin": "http://127.0.0.1:1", "Sec-Fetch-Site": "same-site"}
