@@ -11,8 +11,9 @@ app/schedules/entries.py), executing them here in beat, on a thread of their own
 never wait behind pipeline runs. Every beat also delivers webhooks
 (app/webhooks/deliverer.py) on threads of its own. A beat that is not leading
 (another holds the lock, or Redis lost it) keeps ticking and trying to take the lock instead
-of exiting. While Redis does not answer at all, a beat does not tick (it could not send the
-runs), and the streams' misfire policies decide about the slots missed meanwhile. Becoming
+of exiting. While Redis does not answer at all (RedBeat's, when it is also the broker), a
+beat does not tick: it could not send the runs, and the streams' misfire policies decide
+about the slots missed meanwhile. Becoming
 leader re-creates RedBeat's entries, so a Redis that restarted empty gets them back, and
 starts the entries that run on leading (retention).
 """
