@@ -54,7 +54,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from app import db, schema, workspaces  # noqa: E402
 from app.runs import dispatch  # noqa: E402
 from app.settings import get_settings  # noqa: E402
-from bench.proc import cpu_seconds, tree  # noqa: E402
+from bench.proc import cpu_seconds, stop, tree  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PORT = 8766
@@ -153,11 +153,7 @@ def server(target: str, workers: int, env: dict[str, str]) -> Iterator[subproces
         wait(lambda: _answers(child), 60, f"{target} to serve")
         yield child
     finally:
-        os.killpg(child.pid, 15)
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(child.pid, 9)
+        stop(child)
 
 
 def _answers(child: subprocess.Popen[bytes]) -> bool:

@@ -1,8 +1,11 @@
-"""What /proc says of the processes a bench runs: their CPU time, children and memory."""
+"""The processes a bench runs: what /proc says of them (CPU time, children, memory), and
+stopping them."""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
@@ -37,3 +40,12 @@ def resident_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def stop(child: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the child's process group, SIGKILL if it is not gone within 30 s."""
+    os.killpg(child.pid, signal.SIGTERM)
+    try:
+        child.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)

@@ -42,7 +42,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from app import db, schema, workspaces  # noqa: E402
 from app.settings import get_settings  # noqa: E402
-from bench.proc import cpu_seconds, resident_mib, tree  # noqa: E402
+from bench.proc import cpu_seconds, resident_mib, stop, tree  # noqa: E402
 
 WARM_UP_SECONDS = 60
 
@@ -93,11 +93,7 @@ def process(*command: str) -> Iterator[subprocess.Popen[bytes]]:
     try:
         yield child
     finally:
-        os.killpg(child.pid, 15)
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(child.pid, 9)
+        stop(child)
 
 
 def postgres_pids() -> set[int]:

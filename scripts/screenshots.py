@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -42,25 +41,10 @@ import httpx  # noqa: E402
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
 from app import db, schema, workspaces  # noqa: E402
+from scripts.chromium import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
 
 OUT = Path("docs/screenshots")
 BIN = Path(sys.executable).parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def _port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _wait(check: Callable[[], Any], seconds: float, what: str) -> Any:
@@ -196,7 +180,7 @@ def main() -> None:
     key = workspaces.create_key("acme-research", "screenshots")[1]
     OUT.mkdir(parents=True, exist_ok=True)
     try:
-        with _stack(_port()) as origin:
+        with _stack(free_port()) as origin:
             shown = _fill(Client(origin, key))
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(
