@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -31,6 +32,10 @@ def install(api: FastAPI) -> None:
     api.add_exception_handler(InvalidInput, _invalid)
     api.add_exception_handler(OperationalError, _database_unavailable)
     api.add_exception_handler(DBAPIError, _database_error)
+    # The same, from the async routes' psycopg connections (a pool timeout is one of these).
+    api.add_exception_handler(psycopg.OperationalError, _database_unavailable)
+    api.add_exception_handler(psycopg.DataError, _values_refused)
+    api.add_exception_handler(psycopg.IntegrityError, _values_refused)
     for broker_down in _BROKER_DOWN:
         api.add_exception_handler(broker_down, _broker_unavailable)
 
@@ -101,6 +106,10 @@ async def _database_error(request: Request, error: Exception) -> JSONResponse:
     if error.connection_invalidated:
         return await _database_unavailable(request, error)
     if isinstance(error, DataError | IntegrityError):
-        log.warning("database refused a request's values: %s", error.orig)
-        return JSONResponse({"detail": f"a value cannot be stored: {error.orig}"}, status_code=422)
+        return await _values_refused(request, error.orig or error)
     raise error
+
+
+async def _values_refused(_: Request, error: Exception) -> JSONResponse:
+    log.warning("database refused a request's values: %s", error)
+    return JSONResponse({"detail": f"a value cannot be stored: {error}"}, status_code=422)

@@ -14,6 +14,7 @@ from api.routes import health, limits, operations, runs, streams, webhooks
 from app import db, logs
 from app.jsonvalues import MAX_JSON_DEPTH
 from app.pipelines import registry
+from app.runs import dispatch
 from app.settings import get_settings
 
 DESCRIPTION = f"""Trigger, watch and cancel research-stream pipeline runs, and manage the
@@ -29,8 +30,9 @@ with one entry per field. A 503 (Postgres or the broker did not answer) carries
 `Retry-After`."""
 
 
-# Requests that run at once in one API process (in threads), and the database connections
-# the process keeps open: as many, so that none is opened and closed per request.
+# Requests that run at once in one API process, and the database connections the process
+# keeps open for them: as many in each of its pools (the event loop's, for the API key and
+# the busiest routes; the threads', for the rest), so that none is opened per request.
 CONCURRENT_REQUESTS = 10
 
 
@@ -40,8 +42,14 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     registry.load(settings.pipelines)
     to_thread.current_default_thread_limiter().total_tokens = CONCURRENT_REQUESTS
     db.init(pool_size=CONCURRENT_REQUESTS)
-    yield
-    db.dispose()
+    await db.open_async_pool(CONCURRENT_REQUESTS)
+    await dispatch.open_async()
+    try:
+        yield
+    finally:
+        await dispatch.close_async()
+        await db.close_async_pool()
+        db.dispose()
 
 
 def create_app() -> FastAPI:
@@ -59,7 +67,8 @@ def create_app() -> FastAPI:
     api.add_middleware(JsonDepthLimit)  # inside BodyLimit: it only ever holds a bounded body
     api.add_middleware(BodyLimit, max_bytes=get_settings().max_body_bytes)
     errors.install(api)
-    for module in (streams, runs, limits, webhooks, operations, health):
+    # Routes are matched in order: the busiest first.
+    for module in (runs, streams, limits, webhooks, operations, health):
         api.include_router(module.router)
     openapi.install(api)
     docs.install(api)

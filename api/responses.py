@@ -1,4 +1,5 @@
-"""The error responses the routes can answer, declared once for the OpenAPI document.
+"""The error responses the routes can answer, declared once for the OpenAPI document; and
+answering a model as JSON.
 
 Each declaration matches what api/errors.py, api/deps.py and api/limits.py really send, so a
 route lists the statuses it can answer by name: `responses=answers(NOT_FOUND, CONFLICT)`.
@@ -8,9 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import Response
 from pydantic import BaseModel, Field
 
 from app.jsonvalues import MAX_JSON_DEPTH
+
+
+def json_answer(model: BaseModel, status_code: int = 200) -> Response:
+    """A model as the JSON FastAPI would answer for it, serialized once (a route that returns
+    a model has it validated again first); the route declares it as `response_model`."""
+    return Response(model.model_dump_json(), status_code, media_type="application/json")
 
 
 class Problem(BaseModel):

@@ -16,7 +16,6 @@ from pydantic import (
     field_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
-from sqlalchemy.engine import Row
 
 from api.flow import LimitKeys, Priority, WaitingFor
 from app.jsonvalues import Integer, storable_json
@@ -192,8 +191,9 @@ class RunOut(BaseModel):
     )
 
     @classmethod
-    def of(cls, row: Row[Any]) -> RunOut:
-        fields = dict(row._mapping)
+    def of(cls, row: Any) -> RunOut:
+        """From a run's row: SQLAlchemy's, or psycopg's named tuple (both have `_asdict`)."""
+        fields = row._asdict()
         fields["cancel_requested"] = fields["cancel_requested_at"] is not None
         return cls.model_validate(fields)
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
 import psycopg
 import sqlalchemy as sa
+from psycopg.rows import namedtuple_row
 from psycopg.types.datetime import TimestamptzBinaryLoader, TimestamptzLoader
-from sqlalchemy.engine import Connection, Engine
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
+from sqlalchemy.engine import Connection, Engine, make_url
 
 from app.settings import get_settings
 
@@ -84,6 +87,20 @@ def _forget(close: bool) -> None:
 INSERT_PAGE = 1000
 
 
+# How every connection is opened, by the engines and by the API's async pool.
+CONNECT_ARGS: dict[str, Any] = {
+    "connect_timeout": 5,
+    "application_name": "runway",
+    # A peer that vanished without a word (a cut network) fails the call instead of hanging
+    # it forever.
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
+
+
 def create_engine(url: str, pool_size: int = POOL_SIZE, **options: Any) -> Engine:
     return sa.create_engine(
         url,
@@ -93,17 +110,7 @@ def create_engine(url: str, pool_size: int = POOL_SIZE, **options: Any) -> Engin
         # No pre-ping: it costs a round trip per checkout on the hot path. A connection broken
         # by a Postgres restart fails once and is discarded (see hot_connection too).
         pool_recycle=1800,
-        connect_args={
-            "connect_timeout": 5,
-            "application_name": "runway",
-            # A peer that vanished without a word (a cut network) fails the call instead of
-            # hanging it forever.
-            "keepalives": 1,
-            "keepalives_idle": 10,
-            "keepalives_interval": 5,
-            "keepalives_count": 3,
-            "tcp_user_timeout": 30_000,
-        },
+        connect_args=CONNECT_ARGS,
         **options,
     )
 
@@ -161,3 +168,64 @@ def hot_connection() -> Iterator[psycopg.Connection[Any]]:
         except psycopg.OperationalError:
             connection.invalidate()
             raise
+
+
+_PSYCOPG = psycopg_dialect.dialect()  # type: ignore[no-untyped-call]
+
+
+def psycopg_sql(statement: sa.sql.ClauseElement) -> str:
+    """A statement's SQL as psycopg takes it (`%(name)s` for each bindparam), compiled once
+    at import, for the stores' async and hot-path functions."""
+    return str(statement.compile(dialect=_PSYCOPG))
+
+
+# The API's busiest routes run on its event loop: psycopg's async connections, in autocommit,
+# from a pool the app opens at startup. Rows come back as named tuples: attributes and
+# `_asdict()`, as SQLAlchemy's rows have.
+AsyncConnection = psycopg.AsyncConnection[Any]
+# How long a request waits for a connection before it is a 503 (all busy, or Postgres down).
+ASYNC_CHECKOUT_SECONDS = 5.0
+
+
+@dataclass
+class _AsyncPool:
+    pool: AsyncConnectionPool[AsyncConnection] | None = None
+
+
+_async = _AsyncPool()
+
+
+async def open_async_pool(size: int, url: str | None = None) -> None:
+    """Open this process's async pool (in its event loop) with `size` connections. It does
+    not wait for them: a Postgres that is down at startup fails requests, not the start."""
+    await close_async_pool()
+    database = make_url(url or get_settings().database_url).set(drivername="postgresql")
+    pool: AsyncConnectionPool[AsyncConnection] = AsyncConnectionPool(
+        database.render_as_string(hide_password=False),
+        min_size=size,
+        max_size=size,
+        kwargs={**CONNECT_ARGS, "autocommit": True, "row_factory": namedtuple_row},
+        timeout=ASYNC_CHECKOUT_SECONDS,
+        max_lifetime=1800,
+        open=False,
+    )
+    await pool.open(wait=False)
+    _async.pool = pool
+
+
+async def close_async_pool() -> None:
+    pool, _async.pool = _async.pool, None
+    if pool is not None:
+        await pool.close()
+
+
+@asynccontextmanager
+async def async_autocommit() -> AsyncIterator[AsyncConnection]:
+    """An async connection in autocommit: each statement its own transaction, one round trip.
+    No connection within ASYNC_CHECKOUT_SECONDS raises psycopg_pool.PoolTimeout, a
+    psycopg.OperationalError like every other failure to reach Postgres; a broken connection
+    is discarded by the pool."""
+    if _async.pool is None:
+        raise RuntimeError("the async pool is not open: the app opens it at startup")
+    async with _async.pool.connection() as connection:
+        yield connection

@@ -1,6 +1,7 @@
 """The HTTP API against its floor: `POST /runs` and `GET /runs/{id}` under wrk.
 
     .venv/bin/python -m bench.api [--connections 16] [--seconds 10] [--api-workers N]
+                                  [--rounds 3]
 
 Runs Debian's `wrk` (installed with apt-get when missing) with the same connections and
 duration against:
@@ -10,8 +11,10 @@ duration against:
   2. The floor, bench/floor_api.py: a bare FastAPI app under the same server command and
      worker count, doing the same SQL and LPUSH (of a message as large as Runway's).
 Each measurement follows a warm-up; the runs table and the queue are emptied between them
-(no worker runs: the queue only fills). Prints requests/s, p50 and p99 latency, the CPU of the
-API processes and of Postgres per request, then the ratios Runway / floor. Then, through a
+(no worker runs: the queue only fills). Runway and the floor take turns, `--rounds` times
+each (this machine is noisy). Prints, as medians over the rounds, requests/s, p50 and p99
+latency, the CPU of the API processes and of Postgres per request, then the ratios Runway /
+floor (of the medians, and each round's). Then, through a
 proxy that counts them, the round trips to Postgres and Redis of one request of each kind
 (one API process, sequential requests).
 
@@ -28,6 +31,7 @@ import select
 import shlex
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -346,24 +350,44 @@ def postgres_pids() -> set[int]:
     return pids
 
 
-def report(args: argparse.Namespace, runway: tuple[Result, ...], floor: tuple[Result, ...]) -> None:
+def median_result(results: list[Result]) -> Result:
+    return Result(
+        rate=statistics.median(found.rate for found in results),
+        p50=statistics.median(found.p50 for found in results),
+        p99=statistics.median(found.p99 for found in results),
+        api_cpu_ms=statistics.median(found.api_cpu_ms for found in results),
+        postgres_cpu_ms=statistics.median(found.postgres_cpu_ms for found in results),
+        errors=sum(found.errors for found in results),
+    )
+
+
+def report(
+    args: argparse.Namespace, runway: list[tuple[Result, ...]], floor: list[tuple[Result, ...]]
+) -> None:
     print(
         f"wrk: {args.connections} connections, {args.seconds:g} s after a {WARM_UP_SECONDS} s "
-        f"warm-up; server: {shlex.join(server_command('APP', args.api_workers))}"
+        f"warm-up, {args.rounds} rounds each, taking turns; "
+        f"server: {shlex.join(server_command('APP', args.api_workers))}"
     )
+    print("medians over the rounds:")
     print(
         f"{'':24}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'API CPU':>10}{'PG CPU':>9}{'errors':>8}"
         "  (CPU: ms a request)"
     )
-    rows = zip(("POST /runs", "GET /runs/{id}"), runway, floor, strict=True)
-    for endpoint, ours, bare in rows:
+    for index, endpoint in enumerate(("POST /runs", "GET /runs/{id}")):
+        ours = median_result([round_[index] for round_ in runway])
+        bare = median_result([round_[index] for round_ in floor])
         for name, found in (("Runway", ours), ("floor", bare)):
             print(
                 f"{endpoint:15}{name:9}{found.rate:8.0f}{found.p50:9.1f}{found.p99:9.1f}"
                 f"{found.api_cpu_ms:10.2f}{found.postgres_cpu_ms:9.2f}{found.errors:8}"
             )
+        each = ", ".join(
+            f"{ours_[index].rate / bare_[index].rate:.2f}"
+            for ours_, bare_ in zip(runway, floor, strict=True)
+        )
         print(
-            f"  Runway / floor: {ours.rate / bare.rate:.2f} (req/s), "
+            f"  Runway / floor: {ours.rate / bare.rate:.2f} (req/s; rounds {each}), "
             f"p50 {ours.p50 / bare.p50:.2f}x, p99 {ours.p99 / bare.p99:.2f}x"
         )
 
@@ -375,16 +399,22 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--seconds", type=int, default=10, help="of each measurement")
     parser.add_argument("--api-workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     binary = ensure_wrk()
     prepare_database()
     key = workspaces.create_key("bench")[1]
     stream = make_stream(key)
-    *runway, size = both(binary, args, "api.main:app", {}, key, stream)
-    floor_env = {"FLOOR_QUEUE": FLOOR_QUEUE, "FLOOR_MESSAGE_BYTES": str(size)}
-    *floor, _ = both(binary, args, "bench.floor_api:app", floor_env, key, stream)
-    report(args, tuple(runway), tuple(floor))
+    runway: list[tuple[Result, ...]] = []
+    floor: list[tuple[Result, ...]] = []
+    for _ in range(args.rounds):
+        *ours, size = both(binary, args, "api.main:app", {}, key, stream)
+        runway.append(tuple(ours))
+        floor_env = {"FLOOR_QUEUE": FLOOR_QUEUE, "FLOOR_MESSAGE_BYTES": str(size)}
+        *bare, _ = both(binary, args, "bench.floor_api:app", floor_env, key, stream)
+        floor.append(tuple(bare))
+    report(args, runway, floor)
     print(f"round trips per request (one process, sequential; message {size} bytes):")
     for name, target, env in (
         ("Runway", "api.main:app", {}),

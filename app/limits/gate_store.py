@@ -276,3 +276,14 @@ SELECT workspace_id, waiting_for ->> 'key'
 CAPPED = """
 SELECT id FROM workspaces WHERE id = ANY(CAST(:ids AS uuid[])) AND max_concurrent_runs IS NOT NULL
 """
+
+
+def parking(capped: str, keys: str) -> str:
+    """gate.parking as a SQL expression of `capped` (boolean) and `keys` (text[]), for a
+    statement that creates a run from its stream's row: the same rule, which a test holds
+    to gate.parking's answers."""
+    return f"""CASE
+    WHEN {capped} THEN jsonb_build_object('kind', 'workspace', 'key', NULL, 'until', NULL)
+    WHEN cardinality({keys}) > 0
+        THEN jsonb_build_object('kind', 'concurrency', 'key', ({keys})[1], 'until', NULL)
+END"""

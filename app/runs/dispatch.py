@@ -18,14 +18,19 @@ workspace cap) is sent to the task that claims through the gate (app/limits/gate
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import redis
+import redis.asyncio as aioredis
 from celery import signals
 from kombu.exceptions import KombuError
+from kombu.serialization import dumps as serialize
 from redis.exceptions import RedisError
 
 from app.celery import app
@@ -34,7 +39,16 @@ from app.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Job", "publish", "publish_many", "publish_release", "queue_depth"]
+__all__ = [
+    "Job",
+    "close_async",
+    "open_async",
+    "publish",
+    "publish_async",
+    "publish_many",
+    "publish_release",
+    "queue_depth",
+]
 
 EXECUTE_TASK = "runway.runs.execute"
 EXECUTE_GATED_TASK = "runway.runs.execute_gated"
@@ -120,16 +134,7 @@ def _publish(producer: Any, name: str, message: Any, queue: str, priority: int) 
     """What Celery's `send_task_message` does for a direct queue: the anonymous exchange, the
     queue's name as routing key, durable, JSON, and its publish signals."""
     headers, properties, body, _ = message
-    signals.before_task_publish.send(
-        sender=name,
-        body=body,
-        exchange="",
-        routing_key=queue,
-        declare=[],
-        headers=headers,
-        properties=properties,
-        retry_policy=_RETRY_POLICY,
-    )
+    _before_publish(name, body, headers, properties, queue)
     producer.publish(
         body,
         exchange="",
@@ -143,6 +148,98 @@ def _publish(producer: Any, name: str, message: Any, queue: str, priority: int) 
     )
     signals.after_task_publish.send(
         sender=name, body=body, headers=headers, exchange="", routing_key=queue
+    )
+
+
+# The API publishes on its event loop: kombu's producer is synchronous, so the same messages
+# go out as kombu's Redis transport stores them (`_redis_entry`), by redis-py's asyncio client.
+@dataclass
+class _AsyncBroker:
+    client: aioredis.Redis | None = None
+
+
+_async = _AsyncBroker()
+
+
+async def open_async() -> None:
+    """Make this process's asyncio Redis client (in its event loop), with the broker's
+    socket timeouts. Nothing connects until the first publish."""
+    await close_async()
+    options = app.conf.broker_transport_options
+    _async.client = aioredis.Redis.from_url(
+        get_settings().redis_url,
+        socket_timeout=options.get("socket_timeout"),
+        socket_connect_timeout=options.get("socket_connect_timeout"),
+    )
+
+
+async def close_async() -> None:
+    client, _async.client = _async.client, None
+    if client is not None:
+        await client.aclose()
+
+
+async def publish_async(jobs: Sequence[Job]) -> int:
+    """publish_many on the event loop (no countdown, no parent task): the same messages, in
+    one pipeline round trip; how many were sent, 0 when the broker did not take them (logged:
+    the sweep will publish them)."""
+    client = _async.client
+    if client is None:
+        raise RuntimeError("the async broker client is not open: the app opens it at startup")
+    if not jobs:
+        return 0
+    queue = get_settings().runs_queue
+    messages = [_message(job, None, (None, None)) for job in jobs]
+    try:
+        async with client.pipeline(transaction=False) as pipe:
+            for name, message, priority in messages:
+                headers, properties, body, _ = message
+                _before_publish(name, body, headers, properties, queue)
+                pipe.lpush(*_redis_entry(message, queue, priority))
+            await pipe.execute()
+    except (RedisError, OSError) as error:
+        log.warning("broker did not take run(s), the sweep will publish them: %s", error)
+        return 0
+    for name, (headers, _, body, _) in ((name, message) for name, message, _ in messages):
+        signals.after_task_publish.send(
+            sender=name, body=body, headers=headers, exchange="", routing_key=queue
+        )
+    return len(jobs)
+
+
+def _redis_entry(message: Any, queue: str, priority: int) -> tuple[str, str]:
+    """The list and the payload kombu's Redis transport LPUSHes when its producer publishes
+    `message` as `_publish` does: the body serialized as JSON, then base64 in an envelope of
+    the headers and properties, with a delivery tag and where it was routed."""
+    headers, properties, body, _ = message
+    content_type, content_encoding, data = serialize(body, serializer="json")  # type: ignore[no-untyped-call]
+    envelope = {
+        "body": base64.b64encode(data.encode() if isinstance(data, str) else data).decode(),
+        "content-encoding": content_encoding,
+        "content-type": content_type,
+        "headers": headers,
+        "properties": {
+            **properties,
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "priority": priority,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid4()),
+        },
+    }
+    return _priority_list(queue, priority), json.dumps(envelope)
+
+
+def _before_publish(name: str, body: Any, headers: Any, properties: Any, queue: str) -> None:
+    signals.before_task_publish.send(
+        sender=name,
+        body=body,
+        exchange="",
+        routing_key=queue,
+        declare=[],
+        headers=headers,
+        properties=properties,
+        retry_policy=_RETRY_POLICY,
     )
 
 
@@ -165,7 +262,11 @@ def publish_release(workspace_id: UUID, key: str, countdown: float) -> bool:
 
 def queue_lists(queue: str) -> list[str]:
     """The Redis lists that hold a queue's messages, highest priority first."""
-    return [queue if step == 0 else f"{queue}{_SEPARATOR}{step}" for step in _STEPS]
+    return [_priority_list(queue, step) for step in _STEPS]
+
+
+def _priority_list(queue: str, step: int) -> str:
+    return queue if step == 0 else f"{queue}{_SEPARATOR}{step}"
 
 
 def queue_depth(client: redis.Redis, queue: str) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
+from anyio import to_thread
 from sqlalchemy.engine import Connection, Row
 
 from app import db
@@ -28,7 +29,7 @@ _MICROSECOND = timedelta(microseconds=1)
 
 @dataclass(frozen=True)
 class Created:
-    run: Row[Any]
+    run: Any  # the run's row: its columns as attributes, and `_asdict()`
     created: bool  # False: an earlier request with the same Idempotency-Key made it
 
 
@@ -46,30 +47,85 @@ def create(
     idempotency_key: str | None = None,
     priority: str | None = None,
 ) -> Created:
-    """`priority` overrides the stream's (high, normal or low). The run is one INSERT, so it
-    commits alone: no transaction around the reads before it."""
+    """A run of the stream: `params` overlaid on the stream's, `priority` (high, normal or
+    low) overriding the stream's. One INSERT that reads the stream, so one commit."""
+    request = _request(workspace_id, stream_id, run_type, params, idempotency_key, priority)
     with db.autocommit() as conn:
-        stream = _stream(conn, workspace_id, stream_id)
-        values = {
-            "workspace_id": workspace_id,
-            "stream_id": stream_id,
-            "run_type": run_type,
-            "pipeline": stream.pipeline,
-            "params": {**stream.params, **(params or {})},
-            "max_attempts": get_settings().max_attempts,
-            "idempotency_key": idempotency_key,
-        }
-        flow = _flow(conn, workspace_id, priority or stream.priority, stream.limit_keys)
-        row = store.insert_run(conn, values | flow)
+        row = store.create_from_stream(conn, request)
         if row is None:
-            return Created(_replay(conn, workspace_id, stream_id, idempotency_key or ""), False)
+            return Created(_not_created(conn, request), False)
     _start(row)
     return Created(row, True)
+
+
+async def create_async(
+    workspace_id: UUID,
+    stream_id: UUID,
+    run_type: RunType,
+    params: Mapping[str, Any] | None,
+    idempotency_key: str | None = None,
+    priority: str | None = None,
+) -> Created:
+    """`create` on the event loop (the API's)."""
+    request = _request(workspace_id, stream_id, run_type, params, idempotency_key, priority)
+    async with db.async_autocommit() as conn:
+        row = await store.create_from_stream_async(conn, request)
+    if row is None:
+        # Rare (a repeated key, or no such stream): answered as `create` does, in a thread.
+        return await to_thread.run_sync(_replay, request)
+    await starting.start_async(starting.Created.of(row._asdict()))
+    return Created(row, True)
+
+
+def _request(
+    workspace_id: UUID,
+    stream_id: UUID,
+    run_type: RunType,
+    params: Mapping[str, Any] | None,
+    idempotency_key: str | None,
+    priority: str | None,
+) -> store.FromStream:
+    return store.FromStream(
+        workspace_id=workspace_id,
+        stream_id=stream_id,
+        run_type=run_type,
+        params=params or {},
+        max_attempts=get_settings().max_attempts,
+        idempotency_key=idempotency_key,
+        priority=priority,
+    )
+
+
+def _replay(request: store.FromStream) -> Created:
+    with db.autocommit() as conn:
+        return Created(_not_created(conn, request), False)
+
+
+def _not_created(conn: Connection, request: store.FromStream) -> Row[Any]:
+    """Why a run of the stream was not created: the stream is not the workspace's (404); or
+    the run an earlier request with the same Idempotency-Key made, for the same stream."""
+    existing = None
+    if request.idempotency_key is not None:
+        existing = store.get_by_idempotency_key(conn, request.workspace_id, request.idempotency_key)
+    if existing is not None and existing.stream_id == request.stream_id:
+        return existing
+    _stream(conn, request.workspace_id, request.stream_id)
+    if existing is None:  # the other request's insert rolled back meanwhile
+        raise Conflict("a request with this Idempotency-Key is in flight; try again")
+    raise Conflict("this Idempotency-Key was used for another stream's run")
 
 
 def get(workspace_id: UUID, run_id: UUID) -> Row[Any]:
     with db.autocommit() as conn:
         return _run(conn, workspace_id, run_id)
+
+
+async def get_async(workspace_id: UUID, run_id: UUID) -> Any:
+    async with db.async_autocommit() as conn:
+        row = await store.get_async(conn, run_id, workspace_id)
+    if row is None:
+        raise NotFound("run", run_id)
+    return row
 
 
 def locate(run_id: UUID) -> Row[Any]:
@@ -160,20 +216,6 @@ def retry_values(original: Row[Any], capped: bool) -> dict[str, Any]:
     }
 
 
-def _flow(
-    conn: Connection, workspace_id: UUID, priority: str, limit_keys: Sequence[str]
-) -> dict[str, Any]:
-    """A new run's flow control: its priority and keys, and, if gated, where it waits."""
-    capped = workspace_id in gate.capped_workspaces(conn, [workspace_id])
-    waiting_for = gate.parking(limit_keys, capped)
-    return {
-        "priority": priority,
-        "limit_keys": list(limit_keys),
-        "gated": waiting_for is not None,
-        "waiting_for": waiting_for,
-    }
-
-
 def _start(run: Row[Any]) -> None:
     starting.start([starting.Created.of(run._mapping)])
 
@@ -203,12 +245,3 @@ def _run(conn: Connection, workspace_id: UUID, run_id: UUID) -> Row[Any]:
     if row is None:
         raise NotFound("run", run_id)
     return row
-
-
-def _replay(conn: Connection, workspace_id: UUID, stream_id: UUID, key: str) -> Row[Any]:
-    existing = store.get_by_idempotency_key(conn, workspace_id, key)
-    if existing is None:  # the other request's transaction rolled back meanwhile
-        raise Conflict("a request with this Idempotency-Key is in flight; try again")
-    if existing.stream_id != stream_id:
-        raise Conflict("this Idempotency-Key was used for another stream's run")
-    return existing

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from anyio import to_thread
 from sqlalchemy.engine import RowMapping
 
 from app.limits import gate
@@ -40,6 +41,14 @@ def start(created: Sequence[Created]) -> int:
     how many runs that set going."""
     fired = dispatch.publish_many(run.job for run in created if not _parked(run))
     return fired + _release_parked(created)
+
+
+async def start_async(created: Created) -> int:
+    """`start` for one run, on the event loop: a run that may start is published there; a
+    parked one's release (Postgres and Redis, synchronous) runs in a worker thread."""
+    if _parked(created):
+        return await to_thread.run_sync(_release_parked, [created])
+    return await dispatch.publish_async([created.job])
 
 
 def _parked(created: Created) -> bool:

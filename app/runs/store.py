@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.engine import Connection, Row
 
 from app import db
+from app.limits import gate_store
 from app.models import pipeline_executions as runs
 from app.runs.job import Job
 from app.runs.outcome import Outcome
@@ -39,6 +40,56 @@ def insert_run(conn: Connection, values: Mapping[str, Any]) -> Row[Any] | None:
             index_elements=[runs.c.workspace_id, runs.c.idempotency_key]
         )
     return conn.execute(statement.returning(*COLUMNS)).first()
+
+
+# A run from its stream, in one statement (POST /runs): the stream's pipeline, its params
+# overlaid by the request's, the request's priority or the stream's, the stream's keys, and,
+# if gated, where it parks (its workspace's cap or its first key: gate.parking). Nothing when
+# the stream is not the workspace's, or the idempotency key was used before (a null key never
+# conflicts).
+_CREATE_FROM_STREAM = f"""
+INSERT INTO pipeline_executions AS r (workspace_id, stream_id, run_type, pipeline, params,
+    max_attempts, idempotency_key, priority, limit_keys, gated, waiting_for)
+SELECT s.workspace_id, s.id, %(run_type)s, s.pipeline, s.params || %(params)s,
+    %(max_attempts)s, %(idempotency_key)s, coalesce(%(priority)s, s.priority), s.limit_keys,
+    parked.waiting_for IS NOT NULL, parked.waiting_for
+FROM research_streams s
+JOIN workspaces w ON w.id = s.workspace_id
+CROSS JOIN LATERAL (
+    SELECT {gate_store.parking("w.max_concurrent_runs IS NOT NULL", "s.limit_keys")}
+        AS waiting_for
+) parked
+WHERE s.id = %(stream_id)s AND s.workspace_id = %(workspace_id)s
+ON CONFLICT (workspace_id, idempotency_key) DO NOTHING
+RETURNING {", ".join(f"r.{column.name}" for column in COLUMNS)}
+"""
+
+
+@dataclass(frozen=True)
+class FromStream:
+    """What a request adds to a new run of a stream."""
+
+    workspace_id: UUID
+    stream_id: UUID
+    run_type: str
+    params: Mapping[str, Any]
+    max_attempts: int
+    idempotency_key: str | None
+    priority: str | None  # None: the stream's
+
+    def bound(self) -> dict[str, Any]:
+        return {**self.__dict__, "params": Jsonb(dict(self.params))}
+
+
+def create_from_stream(conn: Connection, request: FromStream) -> Row[Any] | None:
+    """A new run of the request's stream; None when there is no such stream in the
+    workspace, or the idempotency key was used before."""
+    return conn.exec_driver_sql(_CREATE_FROM_STREAM, request.bound()).first()
+
+
+async def create_from_stream_async(conn: db.AsyncConnection, request: FromStream) -> Any:
+    """create_from_stream on the event loop: the row (a named tuple), or None."""
+    return await (await conn.execute(_CREATE_FROM_STREAM, request.bound())).fetchone()
 
 
 def insert_scheduled(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[UUID]:
@@ -91,6 +142,16 @@ def get(conn: Connection, run_id: UUID, workspace_id: UUID | None = None) -> Row
     if workspace_id is None:
         return conn.execute(_GET, {"run_id": run_id}).first()
     return conn.execute(_GET_OF_WORKSPACE, {"run_id": run_id, "workspace_id": workspace_id}).first()
+
+
+_GET_OF_WORKSPACE_SQL = db.psycopg_sql(_GET_OF_WORKSPACE)
+
+
+async def get_async(conn: db.AsyncConnection, run_id: UUID, workspace_id: UUID) -> Any:
+    found = await conn.execute(
+        _GET_OF_WORKSPACE_SQL, {"run_id": run_id, "workspace_id": workspace_id}
+    )
+    return await found.fetchone()
 
 
 def get_by_idempotency_key(conn: Connection, workspace_id: UUID, key: str) -> Row[Any] | None:

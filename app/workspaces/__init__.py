@@ -13,7 +13,13 @@ from app.workspaces.service import (
     revoke_key,
     set_max_concurrent,
 )
-from app.workspaces.store import KEY_PREFIX, ensure_workspace, hash_key, workspace_for_key
+from app.workspaces.store import (
+    KEY_PREFIX,
+    ensure_workspace,
+    hash_key,
+    workspace_for_key,
+    workspace_for_key_async,
+)
 
 __all__ = [
     "KEY_PREFIX",
@@ -28,4 +34,5 @@ __all__ = [
     "revoke_key",
     "set_max_concurrent",
     "workspace_for_key",
+    "workspace_for_key_async",
 ]

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection, Row
 
+from app import db
 from app.models import api_keys, pipeline_executions, workspaces
 from app.states import LIVE, RunStatus
 
@@ -67,9 +68,19 @@ _WORKSPACE_FOR_KEY = sa.select(api_keys.c.workspace_id).where(
 )
 
 
+_WORKSPACE_FOR_KEY_SQL = db.psycopg_sql(_WORKSPACE_FOR_KEY)
+
+
 def workspace_for_key(conn: Connection, key: str) -> UUID | None:
     found = conn.execute(_WORKSPACE_FOR_KEY, {"key_hash": hash_key(key)})
     workspace_id: UUID | None = found.scalar()
+    return workspace_id
+
+
+async def workspace_for_key_async(conn: db.AsyncConnection, key: str) -> UUID | None:
+    found = await conn.execute(_WORKSPACE_FOR_KEY_SQL, {"key_hash": hash_key(key)})
+    row = await found.fetchone()
+    workspace_id: UUID | None = None if row is None else row.workspace_id
     return workspace_id
 
 

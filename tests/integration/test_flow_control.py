@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import pytest
 import sqlalchemy as sa
 
 from app import db
@@ -21,8 +22,10 @@ from app.limits import service as limits
 from app.limits.service import Rate
 from app.models import limits as limits_table
 from app.models import research_streams
+from app.models import workspaces as workspaces_table
 from app.runs import dispatch, executor
 from app.runs import service as runs
+from app.runs import store as runs_store
 from app.schedules import ticker
 from app.settings import get_settings
 from app.states import RunStatus, RunType
@@ -349,3 +352,21 @@ def test_a_released_run_whose_message_was_lost_is_published_behind_a_busy_queue(
     # Only the one that keeps others waiting: the other is merely behind the busy queue.
     assert housekeeping.republish() == 1
     assert str(run_id).encode() in b"".join(queued_messages(redis_client))
+
+
+@pytest.mark.parametrize("capped", [False, True])
+@pytest.mark.parametrize("keys", [[], ["a"], ["b", "a"]])
+def test_a_run_made_from_its_stream_in_sql_parks_where_gate_parking_says(
+    make_stream: Any, workspace_id: UUID, capped: bool, keys: list[str]
+) -> None:
+    """POST /runs creates a run in one statement, with gate.parking's rule in SQL."""
+    stream = keyed(make_stream, *keys)
+    request = runs_store.FromStream(workspace_id, stream, "manual", {}, 3, None, None)
+    with db.unit_of_work() as conn:
+        cap = 2 if capped else None
+        conn.execute(sa.update(workspaces_table).values(max_concurrent_runs=cap))
+        row = runs_store.create_from_stream(conn, request)
+        conn.rollback()
+    assert row is not None
+    assert row.waiting_for == gate.parking(keys, capped)
+    assert row.gated is (gate.parking(keys, capped) is not None)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import subprocess
 from typing import Any
 
 import pytest
+import redis
 
 from app.runs import dispatch
+from app.runs.job import Job
+from app.settings import get_settings
 from tests.fixtures.processes import BIN
 from tests.fixtures.services import unpublished_run, wait_for, wait_for_status
 
@@ -75,6 +80,56 @@ def test_runs_published_in_batches_are_tasks_a_worker_runs_and_inspect_shows(
         row = wait_for_status(run_id, "completed", timeout=30)
         assert row.worker.startswith(worker.name)
         assert row.result == {"slept_seconds": 3}
+
+
+def _publish_async(jobs: list[Job]) -> int:
+    async def publish() -> int:
+        await dispatch.open_async()
+        try:
+            return await dispatch.publish_async(jobs)
+        finally:
+            await dispatch.close_async()
+
+    return asyncio.run(publish())
+
+
+def _popped(client: redis.Redis, priority: str) -> tuple[str, dict[str, Any]]:
+    """The one message in the runs queue, and the list it was in, with its own ids taken out."""
+    for name in dispatch.queue_lists(get_settings().runs_queue):
+        raw = client.rpop(name)
+        if raw is not None:
+            message = json.loads(raw)
+            args, kwargs, embed = json.loads(base64.b64decode(message.pop("body")))
+            for key in ("id", "root_id", "argsrepr"):
+                message["headers"].pop(key)
+            for key in ("correlation_id", "delivery_tag"):
+                message["properties"].pop(key)
+            message["decoded body"] = [len(args), kwargs, embed]
+            return name, message
+    raise AssertionError(f"no {priority} message in the queue")
+
+
+def test_runs_published_from_the_event_loop_are_the_messages_kombu_sends(
+    isolated_queues: str, make_stream: Any, spawn: Any
+) -> None:
+    """The API publishes without kombu's (synchronous) producer: each message, byte for byte
+    but for its ids, is the one kombu's Redis transport stores, in the same priority list;
+    and a worker runs it."""
+    client = redis.Redis.from_url(get_settings().redis_url)
+    stream = make_stream("builtin.noop")
+    for priority, gated in (("high", False), ("normal", True), ("low", False)):
+        ours = Job(unpublished_run(stream["id"]), priority, gated)
+        kombus = Job(unpublished_run(stream["id"]), priority, gated)
+        assert _publish_async([ours]) == 1
+        found = _popped(client, priority)
+        assert dispatch.publish_many([kombus]) == 1
+        assert found == _popped(client, priority)
+
+    spawn("worker", "--pool", "prefork", "-c", "2")
+    run_ids = [unpublished_run(stream["id"]) for _ in range(3)]
+    assert _publish_async([Job(run_id) for run_id in run_ids]) == 3
+    for run_id in run_ids:
+        wait_for_status(run_id, "completed", timeout=30)
 
 
 def test_worker_refuses_to_start_without_its_pipelines(spawn: Any) -> None:
