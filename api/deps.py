@@ -1,4 +1,4 @@
-"""Dependencies shared by the routes: the caller's workspace, from its API key."""
+"""Dependencies shared by the routes: the caller's API key, and its workspace."""
 
 from __future__ import annotations
 
@@ -9,27 +9,33 @@ from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app import db, workspaces
+from app.errors import Unauthenticated
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `runway keys create`.")
 
 
-async def workspace_id(
+async def api_key(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> UUID:
-    """On the event loop: one round trip, and no trip through the thread pool."""
+) -> str:
+    """The key as sent, not yet checked: for a route whose service checks it in the
+    statement that does the work (app.errors.Unauthenticated when it is no key)."""
     if credentials is None:
-        raise _unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing API key: send 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return credentials.credentials
+
+
+async def workspace_id(key: Annotated[str, Depends(api_key)]) -> UUID:
+    """The key's workspace; on the event loop: one round trip, no trip through the threads."""
     async with db.async_autocommit() as conn:
-        found = await workspaces.workspace_for_key_async(conn, credentials.credentials)
+        found = await workspaces.workspace_for_key_async(conn, key)
     if found is None:
-        raise _unauthorized("invalid or revoked API key")
+        raise Unauthenticated("invalid or revoked API key")
     return found
 
 
-def _unauthorized(detail: str) -> HTTPException:
-    return HTTPException(
-        status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"}
-    )
-
-
+ApiKeyDep = Annotated[str, Depends(api_key)]
 WorkspaceDep = Annotated[UUID, Depends(workspace_id)]

@@ -16,7 +16,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from app.errors import BrokerUnavailable, Conflict, InvalidInput, NotFound
+from app.errors import BrokerUnavailable, Conflict, InvalidInput, NotFound, Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ _BROKER_DOWN = (BrokerUnavailable, BrokerOperationalError, RedisConnectionError,
 def install(api: FastAPI) -> None:
     api.add_exception_handler(RequestValidationError, _request_invalid)
     api.add_exception_handler(HTTPException, _http_error)
+    api.add_exception_handler(Unauthenticated, _unauthenticated)
     api.add_exception_handler(NotFound, _not_found)
     api.add_exception_handler(Conflict, _conflict)
     api.add_exception_handler(InvalidInput, _invalid)
@@ -65,6 +66,12 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse | Resp
     }
     allow = ", ".join(sorted(methods))
     return JSONResponse({"detail": error.detail}, status_code=405, headers={"Allow": allow})
+
+
+async def _unauthenticated(_: Request, error: Exception) -> JSONResponse:
+    return JSONResponse(
+        {"detail": str(error)}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+    )
 
 
 async def _not_found(_: Request, error: Exception) -> JSONResponse:

@@ -12,6 +12,10 @@ class NotFound(RunwayError):
         super().__init__(f"{what} {ident} not found")
 
 
+class Unauthenticated(RunwayError):
+    """The API key is unknown or revoked (HTTP 401)."""
+
+
 class Conflict(RunwayError):
     """The request is valid but the current state forbids it (HTTP 409)."""
 

@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Query, Response, status
 
 from api.bulk import BulkCancelIn, BulkCancelOut, BulkRetryIn, BulkRetryOut
-from api.deps import WorkspaceDep
+from api.deps import ApiKeyDep, WorkspaceDep
 from api.responses import AUTHORIZED, BODY, CONFLICT, INVALID, NOT_FOUND, answers, json_answer
 from api.schemas import CleanupIn, CleanupOut, Cursor, RunCreate, RunOut, RunPage, RunStatusName
 from app import retention
@@ -43,11 +43,9 @@ IdempotencyKey = Annotated[
         BODY,
     ),
 )
-async def create_run(
-    body: RunCreate, workspace: WorkspaceDep, key: IdempotencyKey = None
-) -> Response:
+async def create_run(body: RunCreate, api_key: ApiKeyDep, key: IdempotencyKey = None) -> Response:
     made = await service.create_async(
-        workspace,
+        api_key,
         body.stream_id,
         RunType(body.run_type),
         body.params,
@@ -112,8 +110,8 @@ def retry_runs(body: BulkRetryIn, workspace: WorkspaceDep) -> BulkRetryOut:
 
 
 @router.get("/{run_id:uuid}", response_model=RunOut, responses=answers(NOT_FOUND, INVALID))
-async def get_run(run_id: UUID, workspace: WorkspaceDep) -> Response:
-    return json_answer(RunOut.of(await service.get_async(workspace, run_id)))
+async def get_run(run_id: UUID, api_key: ApiKeyDep) -> Response:
+    return json_answer(RunOut.of(await service.get_async(api_key, run_id)))
 
 
 @router.delete("/{run_id:uuid}", responses=answers(NOT_FOUND, CONFLICT, INVALID))

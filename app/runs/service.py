@@ -15,12 +15,14 @@ from anyio import to_thread
 from sqlalchemy.engine import Connection, Row
 
 from app import db
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from app.limits import gate
 from app.runs import bulk_store, dispatch, starting, store
 from app.settings import get_settings
 from app.states import CLAIMABLE, RunStatus, RunType
 from app.streams import store as streams_store
+from app.workspaces import store as workspaces_store
+from app.workspaces.store import hash_key
 
 CURSOR_PATTERN = r"^[0-9]{1,16}-[0-9a-f]{32}$"  # 16 digits of microseconds: until 2286
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -49,36 +51,44 @@ def create(
 ) -> Created:
     """A run of the stream: `params` overlaid on the stream's, `priority` (high, normal or
     low) overriding the stream's. One INSERT that reads the stream, so one commit."""
-    request = _request(workspace_id, stream_id, run_type, params, idempotency_key, priority)
+    owner = store.Owner.workspace(workspace_id)
+    request = _request(owner, stream_id, run_type, params, idempotency_key, priority)
     with db.autocommit() as conn:
         row = store.create_from_stream(conn, request)
         if row is None:
-            return Created(_not_created(conn, request), False)
+            return Created(_not_created(conn, workspace_id, request), False)
     _start(row)
     return Created(row, True)
 
 
 async def create_async(
-    workspace_id: UUID,
+    api_key: str,
     stream_id: UUID,
     run_type: RunType,
     params: Mapping[str, Any] | None,
     idempotency_key: str | None = None,
     priority: str | None = None,
 ) -> Created:
-    """`create` on the event loop (the API's)."""
-    request = _request(workspace_id, stream_id, run_type, params, idempotency_key, priority)
+    """`create` on the event loop, for the holder of `api_key` (the API's): the same
+    statement checks the key, so a run takes one round trip to Postgres and one to Redis.
+    Unauthenticated when the key is unknown or revoked."""
+    owner = _key_holder(api_key)
+    request = _request(owner, stream_id, run_type, params, idempotency_key, priority)
     async with db.async_autocommit() as conn:
         row = await store.create_from_stream_async(conn, request)
     if row is None:
-        # Rare (a repeated key, or no such stream): answered as `create` does, in a thread.
-        return await to_thread.run_sync(_replay, request)
+        # Rare (a bad key, a repeated Idempotency-Key, no such stream): answered in a thread.
+        return await to_thread.run_sync(_replay, api_key, request)
     await starting.start_async(starting.Created.of(row._asdict()))
     return Created(row, True)
 
 
+def _key_holder(api_key: str) -> store.Owner:
+    return store.Owner(workspaces_store.KEY_HOLDER_SQL, {"key_hash": hash_key(api_key)})
+
+
 def _request(
-    workspace_id: UUID,
+    owner: store.Owner,
     stream_id: UUID,
     run_type: RunType,
     params: Mapping[str, Any] | None,
@@ -86,7 +96,7 @@ def _request(
     priority: str | None,
 ) -> store.FromStream:
     return store.FromStream(
-        workspace_id=workspace_id,
+        owner=owner,
         stream_id=stream_id,
         run_type=run_type,
         params=params or {},
@@ -96,20 +106,28 @@ def _request(
     )
 
 
-def _replay(request: store.FromStream) -> Created:
+def _replay(api_key: str, request: store.FromStream) -> Created:
     with db.autocommit() as conn:
-        return Created(_not_created(conn, request), False)
+        workspace_id = _holder(conn, api_key)
+        return Created(_not_created(conn, workspace_id, request), False)
 
 
-def _not_created(conn: Connection, request: store.FromStream) -> Row[Any]:
+def _holder(conn: Connection, api_key: str) -> UUID:
+    workspace_id = workspaces_store.workspace_for_key(conn, api_key)
+    if workspace_id is None:
+        raise Unauthenticated("invalid or revoked API key")
+    return workspace_id
+
+
+def _not_created(conn: Connection, workspace_id: UUID, request: store.FromStream) -> Row[Any]:
     """Why a run of the stream was not created: the stream is not the workspace's (404); or
     the run an earlier request with the same Idempotency-Key made, for the same stream."""
     existing = None
     if request.idempotency_key is not None:
-        existing = store.get_by_idempotency_key(conn, request.workspace_id, request.idempotency_key)
+        existing = store.get_by_idempotency_key(conn, workspace_id, request.idempotency_key)
     if existing is not None and existing.stream_id == request.stream_id:
         return existing
-    _stream(conn, request.workspace_id, request.stream_id)
+    _stream(conn, workspace_id, request.stream_id)
     if existing is None:  # the other request's insert rolled back meanwhile
         raise Conflict("a request with this Idempotency-Key is in flight; try again")
     raise Conflict("this Idempotency-Key was used for another stream's run")
@@ -120,9 +138,12 @@ def get(workspace_id: UUID, run_id: UUID) -> Row[Any]:
         return _run(conn, workspace_id, run_id)
 
 
-async def get_async(workspace_id: UUID, run_id: UUID) -> Any:
+async def get_async(api_key: str, run_id: UUID) -> Any:
+    """`get` on the event loop, for the holder of `api_key`, checked by the same statement."""
     async with db.async_autocommit() as conn:
-        row = await store.get_async(conn, run_id, workspace_id)
+        row = await store.get_async(conn, run_id, _key_holder(api_key))
+        if row is None and await workspaces_store.workspace_for_key_async(conn, api_key) is None:
+            raise Unauthenticated("invalid or revoked API key")
     if row is None:
         raise NotFound("run", run_id)
     return row

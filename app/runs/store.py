@@ -8,6 +8,7 @@ run-changing statements in one transaction can deadlock with another such transa
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -59,17 +60,35 @@ CROSS JOIN LATERAL (
     SELECT {gate_store.parking("w.max_concurrent_runs IS NOT NULL", "s.limit_keys")}
         AS waiting_for
 ) parked
-WHERE s.id = %(stream_id)s AND s.workspace_id = %(workspace_id)s
+WHERE s.id = %(stream_id)s AND s.workspace_id = {{owner}}
 ON CONFLICT (workspace_id, idempotency_key) DO NOTHING
 RETURNING {", ".join(f"r.{column.name}" for column in COLUMNS)}
 """
 
 
 @dataclass(frozen=True)
-class FromStream:
-    """What a request adds to a new run of a stream."""
+class Owner:
+    """Whose runs a statement may touch: `sql` is an expression of the workspace id, a value
+    or a lookup the statement makes (the holder of an API key), with its `values`."""
 
-    workspace_id: UUID
+    sql: str
+    values: Mapping[str, Any]
+
+    @classmethod
+    def workspace(cls, workspace_id: UUID) -> Owner:
+        return cls("%(workspace_id)s::uuid", {"workspace_id": workspace_id})
+
+
+@functools.cache
+def _statement(template: str, owner_sql: str) -> str:
+    return template.replace("{owner}", owner_sql)
+
+
+@dataclass(frozen=True)
+class FromStream:
+    """What a request adds to a new run of a stream, and whose stream it must be."""
+
+    owner: Owner
     stream_id: UUID
     run_type: str
     params: Mapping[str, Any]
@@ -77,19 +96,23 @@ class FromStream:
     idempotency_key: str | None
     priority: str | None  # None: the stream's
 
+    def statement(self) -> str:
+        return _statement(_CREATE_FROM_STREAM, self.owner.sql)
+
     def bound(self) -> dict[str, Any]:
-        return {**self.__dict__, "params": Jsonb(dict(self.params))}
+        values = {name: value for name, value in self.__dict__.items() if name != "owner"}
+        return {**values, **self.owner.values, "params": Jsonb(dict(self.params))}
 
 
 def create_from_stream(conn: Connection, request: FromStream) -> Row[Any] | None:
-    """A new run of the request's stream; None when there is no such stream in the
-    workspace, or the idempotency key was used before."""
-    return conn.exec_driver_sql(_CREATE_FROM_STREAM, request.bound()).first()
+    """A new run of the request's stream; None when there is no such stream of the owner,
+    or the idempotency key was used before."""
+    return conn.exec_driver_sql(request.statement(), request.bound()).first()
 
 
 async def create_from_stream_async(conn: db.AsyncConnection, request: FromStream) -> Any:
     """create_from_stream on the event loop: the row (a named tuple), or None."""
-    return await (await conn.execute(_CREATE_FROM_STREAM, request.bound())).fetchone()
+    return await (await conn.execute(request.statement(), request.bound())).fetchone()
 
 
 def insert_scheduled(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[UUID]:
@@ -144,14 +167,13 @@ def get(conn: Connection, run_id: UUID, workspace_id: UUID | None = None) -> Row
     return conn.execute(_GET_OF_WORKSPACE, {"run_id": run_id, "workspace_id": workspace_id}).first()
 
 
-_GET_OF_WORKSPACE_SQL = db.psycopg_sql(_GET_OF_WORKSPACE)
+_GET_OF_OWNER = db.psycopg_sql(_GET) + " AND pipeline_executions.workspace_id = {owner}"
 
 
-async def get_async(conn: db.AsyncConnection, run_id: UUID, workspace_id: UUID) -> Any:
-    found = await conn.execute(
-        _GET_OF_WORKSPACE_SQL, {"run_id": run_id, "workspace_id": workspace_id}
-    )
-    return await found.fetchone()
+async def get_async(conn: db.AsyncConnection, run_id: UUID, owner: Owner) -> Any:
+    """The run (a named tuple) if it is the owner's, else None."""
+    statement = _statement(_GET_OF_OWNER, owner.sql)
+    return await (await conn.execute(statement, {"run_id": run_id, **owner.values})).fetchone()
 
 
 def get_by_idempotency_key(conn: Connection, workspace_id: UUID, key: str) -> Row[Any] | None:

@@ -69,6 +69,9 @@ _WORKSPACE_FOR_KEY = sa.select(api_keys.c.workspace_id).where(
 
 
 _WORKSPACE_FOR_KEY_SQL = db.psycopg_sql(_WORKSPACE_FOR_KEY)
+# The workspace of the holder of a live key, as an expression of `%(key_hash)s` for a
+# statement that acts for that holder and checks the key itself: no round trip of its own.
+KEY_HOLDER_SQL = f"({_WORKSPACE_FOR_KEY_SQL})"
 
 
 def workspace_for_key(conn: Connection, key: str) -> UUID | None:

@@ -9,6 +9,7 @@ from uuid import UUID, uuid4
 from fastapi.testclient import TestClient
 
 from app import workspaces
+from tests.fixtures.queries import runs_of
 from tests.fixtures.services import run_row, unpublished_run, wait_for_status
 
 
@@ -20,6 +21,31 @@ def test_requests_without_a_valid_key_get_401(api: TestClient, make_stream: Any)
     assert response.status_code == 401
     assert response.json() == {"detail": "invalid or revoked API key"}
     assert api.get("/health").status_code == 200
+
+
+def test_a_revoked_key_gets_401_where_the_key_is_checked_in_the_statement(
+    api: TestClient, make_stream: Any
+) -> None:
+    """POST /runs and GET /runs/{id} check the key in the statement that does the work: a
+    revoked key is a 401 (not a 404), makes no run, and reads no run, even its own."""
+    stream = make_stream()
+    issued = workspaces.issue_key("acme", "soon revoked")
+    headers = {"Authorization": f"Bearer {issued.key}"}
+    made = api.post("/runs", json={"stream_id": stream["id"]}, headers=headers)
+    assert made.status_code == 202
+    assert api.get(f"/runs/{made.json()['id']}", headers=headers).status_code == 200
+
+    workspaces.revoke_key(issued.id)
+    for response in (
+        api.post("/runs", json={"stream_id": stream["id"]}, headers=headers),
+        api.post("/runs", json={"stream_id": str(uuid4())}, headers=headers),
+        api.get(f"/runs/{made.json()['id']}", headers=headers),
+        api.get(f"/runs/{uuid4()}", headers=headers),
+    ):
+        assert response.status_code == 401
+        assert response.json() == {"detail": "invalid or revoked API key"}
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert [run.id for run in runs_of(UUID(stream["id"]))] == [UUID(made.json()["id"])]
 
 
 def test_same_idempotency_key_gives_one_run(

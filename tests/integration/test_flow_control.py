@@ -361,7 +361,8 @@ def test_a_run_made_from_its_stream_in_sql_parks_where_gate_parking_says(
 ) -> None:
     """POST /runs creates a run in one statement, with gate.parking's rule in SQL."""
     stream = keyed(make_stream, *keys)
-    request = runs_store.FromStream(workspace_id, stream, "manual", {}, 3, None, None)
+    owner = runs_store.Owner.workspace(workspace_id)
+    request = runs_store.FromStream(owner, stream, "manual", {}, 3, None, None)
     with db.unit_of_work() as conn:
         cap = 2 if capped else None
         conn.execute(sa.update(workspaces_table).values(max_concurrent_runs=cap))
