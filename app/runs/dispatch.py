@@ -31,6 +31,9 @@ import redis.asyncio as aioredis
 from celery import signals
 from kombu.exceptions import KombuError
 from kombu.serialization import dumps as serialize
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from app.celery import app
@@ -170,6 +173,9 @@ async def open_async() -> None:
         get_settings().redis_url,
         socket_timeout=options.get("socket_timeout"),
         socket_connect_timeout=options.get("socket_connect_timeout"),
+        # Once more on a broken connection (Redis restarted under the pool), never after a
+        # timeout: a request does not wait on a hung broker more than once (the sweep sends).
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
 
 
