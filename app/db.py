@@ -213,13 +213,14 @@ _async = _AsyncPool()
 
 
 async def open_async_pool(size: int, url: str | None = None) -> None:
-    """Open this process's async pool (in its event loop) with `size` connections. It does
-    not wait for them: a Postgres that is down at startup fails requests, not the start."""
+    """Open this process's async pool (in its event loop): up to `size` connections, 2 kept
+    when idle. It does not wait for them: a Postgres that is down at startup fails
+    requests, not the start."""
     await close_async_pool()
     database = make_url(url or get_settings().database_url).set(drivername="postgresql")
     pool: AsyncConnectionPool[AsyncConnection] = AsyncConnectionPool(
         database.render_as_string(hide_password=False),
-        min_size=size,
+        min_size=min(2, size),
         max_size=size,
         kwargs={**CONNECT_ARGS, "autocommit": True, "row_factory": namedtuple_row},
         timeout=ASYNC_CHECKOUT_SECONDS,

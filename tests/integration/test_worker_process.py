@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -83,6 +84,9 @@ def test_runs_published_in_batches_are_tasks_a_worker_runs_and_inspect_shows(
 
 
 def _publish_async(jobs: list[Job]) -> int:
+    """Publish as the API does, on an event loop of its own (in a thread: the test's may
+    have one running already)."""
+
     async def publish() -> int:
         await dispatch.open_async()
         try:
@@ -90,11 +94,13 @@ def _publish_async(jobs: list[Job]) -> int:
         finally:
             await dispatch.close_async()
 
-    return asyncio.run(publish())
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, publish()).result(timeout=30)
 
 
 def _popped(client: redis.Redis, priority: str) -> tuple[str, dict[str, Any]]:
-    """The one message in the runs queue, and the list it was in, with its own ids taken out."""
+    """The one message in the runs queue, and the list it was in, with its own ids taken out
+    (`reply_to` is the publishing thread's id)."""
     for name in dispatch.queue_lists(get_settings().runs_queue):
         raw = client.rpop(name)
         if raw is not None:
@@ -102,8 +108,8 @@ def _popped(client: redis.Redis, priority: str) -> tuple[str, dict[str, Any]]:
             args, kwargs, embed = json.loads(base64.b64decode(message.pop("body")))
             for key in ("id", "root_id", "argsrepr"):
                 message["headers"].pop(key)
-            for key in ("correlation_id", "delivery_tag"):
-                message["properties"].pop(key)
+            for key in ("correlation_id", "delivery_tag", "reply_to"):
+                assert isinstance(message["properties"].pop(key), str)
             message["decoded body"] = [len(args), kwargs, embed]
             return name, message
     raise AssertionError(f"no {priority} message in the queue")
