@@ -6,6 +6,7 @@ import logging
 
 import psycopg
 from fastapi import FastAPI, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -16,6 +17,8 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
+from api import deps
+from app import db, workspaces
 from app.errors import BrokerUnavailable, Conflict, InvalidInput, NotFound, Unauthenticated
 
 log = logging.getLogger(__name__)
@@ -41,14 +44,39 @@ def install(api: FastAPI) -> None:
         api.add_exception_handler(broker_down, _broker_unavailable)
 
 
-async def _request_invalid(_: Request, error: Exception) -> JSONResponse:
-    """422 naming each field; the offending input is not echoed (it may not even be JSON)."""
+async def _request_invalid(request: Request, error: Exception) -> JSONResponse:
+    """422 naming each field; the offending input is not echoed (it may not even be JSON).
+    A route that checks its caller's key in its own statement has not checked it yet: a
+    caller without a valid key gets the 401 every other route gives first."""
     assert isinstance(error, RequestValidationError)
+    if _checks_key_itself(request) and await _no_valid_key(request):
+        return JSONResponse(
+            {"detail": "invalid or revoked API key"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     detail = [
         {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
         for item in error.errors()
     ]
     return JSONResponse({"detail": detail}, status_code=422)
+
+
+def _checks_key_itself(request: Request) -> bool:
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    return dependant is not None and _calls(dependant, deps.api_key)
+
+
+def _calls(dependant: Dependant, function: object) -> bool:
+    return any(sub.call is function or _calls(sub, function) for sub in dependant.dependencies)
+
+
+async def _no_valid_key(request: Request) -> bool:
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key:
+        return True
+    async with db.async_autocommit() as conn:
+        return await workspaces.workspace_for_key_async(conn, key) is None
 
 
 async def _http_error(request: Request, error: Exception) -> JSONResponse | Response:

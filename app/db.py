@@ -200,8 +200,11 @@ def psycopg_sql(statement: sa.sql.ClauseElement) -> str:
 # from a pool the app opens at startup. Rows come back as named tuples: attributes and
 # `_asdict()`, as SQLAlchemy's rows have.
 AsyncConnection = psycopg.AsyncConnection[Any]
-# How long a request waits for a connection before it is a 503 (all busy, or Postgres down).
-ASYNC_CHECKOUT_SECONDS = 5.0
+# How long a request waits for a connection before it is a 503 (all busy, or Postgres down),
+# and how long the pool tries to replace a lost connection before it leaves the next one to
+# the next request that needs it (so a restored Postgres is used at once, not after psycopg
+# pool's growing backoff).
+ASYNC_CHECKOUT_SECONDS = 2.0
 
 
 @dataclass
@@ -224,6 +227,7 @@ async def open_async_pool(size: int, url: str | None = None) -> None:
         max_size=size,
         kwargs={**CONNECT_ARGS, "autocommit": True, "row_factory": namedtuple_row},
         timeout=ASYNC_CHECKOUT_SECONDS,
+        reconnect_timeout=ASYNC_CHECKOUT_SECONDS,
         max_lifetime=1800,
         open=False,
     )

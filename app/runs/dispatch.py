@@ -169,6 +169,9 @@ async def open_async() -> None:
     socket timeouts. Nothing connects until the first publish."""
     await close_async()
     options = app.conf.broker_transport_options
+    changed = sorted(set(options) & {"sep", "priority_steps", "global_keyprefix"})
+    if changed:  # _redis_entry writes kombu's default layout
+        raise RuntimeError(f"broker_transport_options {changed} are not supported")
     _async.client = aioredis.Redis.from_url(
         get_settings().redis_url,
         socket_timeout=options.get("socket_timeout"),

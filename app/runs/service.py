@@ -120,16 +120,22 @@ def _holder(conn: Connection, api_key: str) -> UUID:
 
 
 def _not_created(conn: Connection, workspace_id: UUID, request: store.FromStream) -> Row[Any]:
-    """Why a run of the stream was not created: the stream is not the workspace's (404); or
-    the run an earlier request with the same Idempotency-Key made, for the same stream."""
+    """Why a run of the stream was not created: the run an earlier request with the same
+    Idempotency-Key made, for the same stream (answered again, even if the stream has been
+    deleted since); the stream is not the workspace's (404); the key was used for another
+    stream (409)."""
     existing = None
     if request.idempotency_key is not None:
         existing = store.get_by_idempotency_key(conn, workspace_id, request.idempotency_key)
     if existing is not None and existing.stream_id == request.stream_id:
         return existing
     _stream(conn, workspace_id, request.stream_id)
-    if existing is None:  # the other request's insert rolled back meanwhile
-        raise Conflict("a request with this Idempotency-Key is in flight; try again")
+    if existing is None:  # a concurrent request's insert rolled back, or the stream moved
+        raise Conflict(
+            "a request with this Idempotency-Key is in flight; try again"
+            if request.idempotency_key is not None
+            else "the stream changed meanwhile; try again"
+        )
     raise Conflict("this Idempotency-Key was used for another stream's run")
 
 

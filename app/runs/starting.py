@@ -8,16 +8,23 @@ fits. A run queued behind its stream (overlap `queue`) is published, and its cla
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from anyio import to_thread
+from kombu.exceptions import KombuError
+from redis.exceptions import RedisError
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import DBAPIError
 
 from app.limits import gate
 from app.runs import dispatch
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,10 +52,15 @@ def start(created: Sequence[Created]) -> int:
 
 async def start_async(created: Created) -> int:
     """`start` for one run, on the event loop: a run that may start is published there; a
-    parked one's release (Postgres and Redis, synchronous) runs in a worker thread."""
-    if _parked(created):
+    parked one's release (Postgres and Redis, synchronous) runs in a worker thread. Never
+    raises: the run is committed, and the sweeps publish or release what did not go."""
+    if not _parked(created):
+        return await dispatch.publish_async([created.job])
+    try:
         return await to_thread.run_sync(_release_parked, [created])
-    return await dispatch.publish_async([created.job])
+    except (DBAPIError, psycopg.Error, RedisError, KombuError, OSError) as error:
+        log.warning("release of new run %s failed, the sweep will: %s", created.job.id, error)
+        return 0
 
 
 def _parked(created: Created) -> bool:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+import pytest
 from fastapi.testclient import TestClient
 
-from app import workspaces
+from api.main import create_app
+from app import db, workspaces
+from app.settings import get_settings
+from tests.fixtures.proxy import TcpProxy, upstream_of
 from tests.fixtures.queries import runs_of
 from tests.fixtures.services import run_row, unpublished_run, wait_for_status
 
@@ -46,6 +52,50 @@ def test_a_revoked_key_gets_401_where_the_key_is_checked_in_the_statement(
         assert response.json() == {"detail": "invalid or revoked API key"}
         assert response.headers["WWW-Authenticate"] == "Bearer"
     assert [run.id for run in runs_of(UUID(stream["id"]))] == [UUID(made.json()["id"])]
+
+
+def test_a_bad_key_is_a_401_before_a_bad_body_is_a_422(api: TestClient, make_stream: Any) -> None:
+    """POST /runs checks its key in its own statement, after the body is parsed: a caller
+    without a valid key still learns nothing but that."""
+    wrong = {"Authorization": "Bearer rw_not-a-key"}
+    for body in ({"stream_id": "not-a-uuid"}, {"stream_id": make_stream()["id"], "x": 1}):
+        response = api.post("/runs", json=body, headers=wrong)
+        assert response.status_code == 401, response.text
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+    long_key = {**wrong, "Idempotency-Key": "k" * 201}
+    assert api.post("/runs", json={"stream_id": str(uuid4())}, headers=long_key).status_code == 401
+
+
+def test_while_postgres_is_cut_off_the_api_answers_503_soon_and_serves_again_at_once(
+    database_url: str,
+    auth: dict[str, str],
+    tcp_proxy: Callable[[tuple[str, int]], TcpProxy],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The async routes' pool: no connection within ASYNC_CHECKOUT_SECONDS is a 503, and a
+    Postgres that is back is used by the next request, however long it was away."""
+    proxy = tcp_proxy(upstream_of(database_url, 5432))
+    monkeypatch.setenv("DATABASE_URL", proxy.url(database_url))
+    get_settings.cache_clear()
+    with TestClient(create_app()) as api:
+        made = api.post("/streams", json={"name": "s", "pipeline": "builtin.noop"}, headers=auth)
+        stream = made.json()
+        body = {"stream_id": stream["id"]}
+        assert api.post("/runs", json=body, headers=auth).status_code == 202
+        proxy.cut()
+        cut_at = time.monotonic()
+        while time.monotonic() - cut_at < 8:  # long enough for several reconnect attempts
+            asked = time.monotonic()
+            response = api.post("/runs", json=body, headers=auth)
+            assert response.status_code == 503, response.text
+            assert response.headers["Retry-After"] == "2"
+            assert time.monotonic() - asked < db.ASYNC_CHECKOUT_SECONDS + 1
+        proxy.forward()
+        back_at = time.monotonic()
+        assert api.post("/runs", json=body, headers=auth).status_code == 202
+        assert api.get(f"/runs/{stream['id']}", headers=auth).status_code == 404
+        assert time.monotonic() - back_at < 1.5
+    assert len(runs_of(stream["id"])) == 2
 
 
 def test_same_idempotency_key_gives_one_run(
