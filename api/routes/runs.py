@@ -44,14 +44,8 @@ IdempotencyKey = Annotated[
     ),
 )
 async def create_run(body: RunCreate, api_key: ApiKeyDep, key: IdempotencyKey = None) -> Response:
-    made = await service.create_async(
-        api_key,
-        body.stream_id,
-        RunType(body.run_type),
-        body.params,
-        key,
-        priority=body.priority,
-    )
+    new = service.NewRun(body.stream_id, RunType(body.run_type), body.params, key, body.priority)
+    made = await service.create_async(api_key, new)
     answer = status.HTTP_202_ACCEPTED if made.created else status.HTTP_200_OK
     return json_answer(RunOut.of(made.run), answer)
 

@@ -41,6 +41,29 @@ class Page:
     next_cursor: str | None
 
 
+@dataclass(frozen=True)
+class NewRun:
+    """A request for a run of a stream: `params` overlaid on the stream's, `priority` (high,
+    normal or low) overriding the stream's."""
+
+    stream_id: UUID
+    run_type: RunType = RunType.MANUAL
+    params: Mapping[str, Any] | None = None
+    idempotency_key: str | None = None
+    priority: str | None = None
+
+    def of(self, owner: store.Owner) -> store.FromStream:
+        return store.FromStream(
+            owner=owner,
+            stream_id=self.stream_id,
+            run_type=self.run_type,
+            params=self.params or {},
+            max_attempts=get_settings().max_attempts,
+            idempotency_key=self.idempotency_key,
+            priority=self.priority,
+        )
+
+
 def create(
     workspace_id: UUID,
     stream_id: UUID,
@@ -49,10 +72,9 @@ def create(
     idempotency_key: str | None = None,
     priority: str | None = None,
 ) -> Created:
-    """A run of the stream: `params` overlaid on the stream's, `priority` (high, normal or
-    low) overriding the stream's. One INSERT that reads the stream, so one commit."""
-    owner = store.Owner.workspace(workspace_id)
-    request = _request(owner, stream_id, run_type, params, idempotency_key, priority)
+    """A run of the stream (see NewRun). One INSERT that reads the stream, so one commit."""
+    new = NewRun(stream_id, run_type, params, idempotency_key, priority)
+    request = new.of(store.Owner.workspace(workspace_id))
     with db.autocommit() as conn:
         row = store.create_from_stream(conn, request)
         if row is None:
@@ -61,19 +83,11 @@ def create(
     return Created(row, True)
 
 
-async def create_async(
-    api_key: str,
-    stream_id: UUID,
-    run_type: RunType,
-    params: Mapping[str, Any] | None,
-    idempotency_key: str | None = None,
-    priority: str | None = None,
-) -> Created:
+async def create_async(api_key: str, new: NewRun) -> Created:
     """`create` on the event loop, for the holder of `api_key` (the API's): the same
     statement checks the key, so a run takes one round trip to Postgres and one to Redis.
     Unauthenticated when the key is unknown or revoked."""
-    owner = _key_holder(api_key)
-    request = _request(owner, stream_id, run_type, params, idempotency_key, priority)
+    request = new.of(_key_holder(api_key))
     async with db.async_autocommit() as conn:
         row = await store.create_from_stream_async(conn, request)
     if row is None:
@@ -85,25 +99,6 @@ async def create_async(
 
 def _key_holder(api_key: str) -> store.Owner:
     return store.Owner(workspaces_store.KEY_HOLDER_SQL, {"key_hash": hash_key(api_key)})
-
-
-def _request(
-    owner: store.Owner,
-    stream_id: UUID,
-    run_type: RunType,
-    params: Mapping[str, Any] | None,
-    idempotency_key: str | None,
-    priority: str | None,
-) -> store.FromStream:
-    return store.FromStream(
-        owner=owner,
-        stream_id=stream_id,
-        run_type=run_type,
-        params=params or {},
-        max_attempts=get_settings().max_attempts,
-        idempotency_key=idempotency_key,
-        priority=priority,
-    )
 
 
 def _replay(api_key: str, request: store.FromStream) -> Created:
