@@ -11,6 +11,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from app import db, workspaces
 from app.errors import Unauthenticated
 
+MISSING_KEY = "missing API key: send 'Authorization: Bearer <key>'"
+INVALID_KEY = "invalid or revoked API key"
 _bearer = HTTPBearer(auto_error=False, description="An API key from `runway keys create`.")
 
 
@@ -22,7 +24,7 @@ async def api_key(
     if credentials is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
-            "missing API key: send 'Authorization: Bearer <key>'",
+            MISSING_KEY,
             headers={"WWW-Authenticate": "Bearer"},
         )
     return credentials.credentials
@@ -33,7 +35,7 @@ async def workspace_id(key: Annotated[str, Depends(api_key)]) -> UUID:
     async with db.async_autocommit() as conn:
         found = await workspaces.workspace_for_key_async(conn, key)
     if found is None:
-        raise Unauthenticated("invalid or revoked API key")
+        raise Unauthenticated(INVALID_KEY)
     return found
 
 

@@ -6,10 +6,10 @@ import logging
 
 import psycopg
 from fastapi import FastAPI, Request
-from fastapi.dependencies.models import Dependant
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.security.utils import get_authorization_scheme_param
 from kombu.exceptions import OperationalError as BrokerOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -49,12 +49,10 @@ async def _request_invalid(request: Request, error: Exception) -> JSONResponse:
     A route that checks its caller's key in its own statement has not checked it yet: a
     caller without a valid key gets the 401 every other route gives first."""
     assert isinstance(error, RequestValidationError)
-    if _checks_key_itself(request) and await _no_valid_key(request):
-        return JSONResponse(
-            {"detail": "invalid or revoked API key"},
-            status_code=401,
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    if _checks_key_itself(request):
+        refused = await _refused_key(request)
+        if refused is not None:
+            return await _unauthenticated(request, Unauthenticated(refused))
     detail = [
         {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
         for item in error.errors()
@@ -63,20 +61,19 @@ async def _request_invalid(request: Request, error: Exception) -> JSONResponse:
 
 
 def _checks_key_itself(request: Request) -> bool:
+    """Whether the matched route takes the key unchecked (deps.api_key, not deps.workspace_id)."""
     dependant = getattr(request.scope.get("route"), "dependant", None)
-    return dependant is not None and _calls(dependant, deps.api_key)
+    return dependant is not None and any(sub.call is deps.api_key for sub in dependant.dependencies)
 
 
-def _calls(dependant: Dependant, function: object) -> bool:
-    return any(sub.call is function or _calls(sub, function) for sub in dependant.dependencies)
-
-
-async def _no_valid_key(request: Request) -> bool:
-    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+async def _refused_key(request: Request) -> str | None:
+    """Why the request's key is refused, as deps would say; None if it is a valid key."""
+    scheme, key = get_authorization_scheme_param(request.headers.get("Authorization"))
     if scheme.lower() != "bearer" or not key:
-        return True
+        return deps.MISSING_KEY
     async with db.async_autocommit() as conn:
-        return await workspaces.workspace_for_key_async(conn, key) is None
+        found = await workspaces.workspace_for_key_async(conn, key)
+    return deps.INVALID_KEY if found is None else None
 
 
 async def _http_error(request: Request, error: Exception) -> JSONResponse | Response:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from anyio import to_thread
 from fastapi import FastAPI
@@ -42,14 +42,15 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     registry.load(settings.pipelines)
     to_thread.current_default_thread_limiter().total_tokens = CONCURRENT_REQUESTS
     db.init(pool_size=CONCURRENT_REQUESTS)
-    await db.open_async_pool(CONCURRENT_REQUESTS)
-    await dispatch.open_async()
-    try:
+    # Whatever fails to start, what did start is closed: an open pool left behind would keep
+    # the process from exiting.
+    async with AsyncExitStack() as opened:
+        opened.callback(db.dispose)
+        await db.open_async_pool(CONCURRENT_REQUESTS)
+        opened.push_async_callback(db.close_async_pool)
+        await dispatch.open_async()
+        opened.push_async_callback(dispatch.close_async)
         yield
-    finally:
-        await dispatch.close_async()
-        await db.close_async_pool()
-        db.dispose()
 
 
 def create_app() -> FastAPI:

@@ -205,6 +205,8 @@ AsyncConnection = psycopg.AsyncConnection[Any]
 # the next request that needs it (so a restored Postgres is used at once, not after psycopg
 # pool's growing backoff).
 ASYNC_CHECKOUT_SECONDS = 2.0
+ASYNC_CONNECT_SECONDS = 2
+ASYNC_MAX_WAITING = 100
 
 
 @dataclass
@@ -225,9 +227,16 @@ async def open_async_pool(size: int, url: str | None = None) -> None:
         database.render_as_string(hide_password=False),
         min_size=min(2, size),
         max_size=size,
-        kwargs={**CONNECT_ARGS, "autocommit": True, "row_factory": namedtuple_row},
+        kwargs={
+            **CONNECT_ARGS,
+            "connect_timeout": ASYNC_CONNECT_SECONDS,
+            "autocommit": True,
+            "row_factory": namedtuple_row,
+        },
         timeout=ASYNC_CHECKOUT_SECONDS,
         reconnect_timeout=ASYNC_CHECKOUT_SECONDS,
+        # Beyond this many requests waiting for a connection, the next is a 503 at once.
+        max_waiting=ASYNC_MAX_WAITING,
         max_lifetime=1800,
         open=False,
     )
@@ -245,9 +254,16 @@ async def close_async_pool() -> None:
 async def async_autocommit() -> AsyncIterator[AsyncConnection]:
     """An async connection in autocommit: each statement its own transaction, one round trip.
     No connection within ASYNC_CHECKOUT_SECONDS raises psycopg_pool.PoolTimeout, a
-    psycopg.OperationalError like every other failure to reach Postgres; a broken connection
-    is discarded by the pool."""
-    if _async.pool is None:
+    psycopg.OperationalError like every other failure to reach Postgres. A connection found
+    broken empties the pool of the others, so one request, not one per idle connection,
+    learns that Postgres restarted."""
+    pool = _async.pool
+    if pool is None:
         raise RuntimeError("the async pool is not open: the app opens it at startup")
-    async with _async.pool.connection() as connection:
-        yield connection
+    async with pool.connection() as connection:
+        try:
+            yield connection
+        except psycopg.OperationalError:
+            if connection.broken:  # Postgres restarted: its other idle connections are dead too
+                await pool.drain()
+            raise
