@@ -69,6 +69,7 @@ def test_a_bad_key_is_a_401_before_a_bad_body_is_a_422(api: TestClient, make_str
 
 
 def test_while_postgres_is_cut_off_the_api_answers_503_soon_and_serves_again_at_once(
+    isolated_queues: str,  # no worker runs these runs: this test's Postgres is the proxy
     database_url: str,
     auth: dict[str, str],
     tcp_proxy: Callable[[tuple[str, int]], TcpProxy],
