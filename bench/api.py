@@ -55,9 +55,10 @@ import redis  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from app import db, schema, workspaces  # noqa: E402
+from app import db, workspaces  # noqa: E402
 from app.runs import dispatch  # noqa: E402
 from app.settings import get_settings  # noqa: E402
+from bench import database  # noqa: E402
 from bench.proc import cpu_seconds, stop, tree  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,18 +106,6 @@ def ensure_wrk() -> str:
     except (OSError, subprocess.CalledProcessError) as error:
         sys.exit(f"bench: wrk missing; `apt-get install -y wrk` failed: {error}")
     return shutil.which("wrk") or sys.exit("bench: wrk missing; apt-get did not provide it")
-
-
-def prepare_database() -> None:
-    url = get_settings().database_url
-    schema.migrate(url)
-    with db.unit_of_work() as conn:
-        conn.execute(
-            sa.text(
-                "TRUNCATE pipeline_executions, research_streams, api_keys, workspaces, limits"
-                " CASCADE"
-            )
-        )
 
 
 def server_command(target: str, workers: int) -> list[str]:
@@ -403,7 +392,7 @@ def main() -> None:
     args = parser.parse_args()
 
     binary = ensure_wrk()
-    prepare_database()
+    database.reset()
     key = workspaces.create_key("bench")[1]
     stream = make_stream(key)
     runway: list[tuple[Result, ...]] = []

@@ -41,32 +41,17 @@ import httpx  # noqa: E402
 import redis  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
-from app import app, db, schema, workspaces  # noqa: E402
+from app import app, db, workspaces  # noqa: E402
 from app.limits import gate  # noqa: E402
 from app.limits import service as limits  # noqa: E402
 from app.models import pipeline_executions  # noqa: E402
 from app.runs import dispatch  # noqa: E402
 from app.settings import get_settings  # noqa: E402
+from bench import database  # noqa: E402
 from bench.tasks import DONE_KEY  # noqa: E402
 
 IDLE_QUEUE = f"{PREFIX}.idle"
 BARE_QUEUE = f"{PREFIX}.bare"
-
-
-def prepare_database() -> None:
-    url = get_settings().database_url
-    schema.ensure_database(url)
-    schema.migrate(url)
-    with db.unit_of_work() as conn:
-        conn.execute(
-            sa.text(
-                "TRUNCATE pipeline_executions, research_streams, api_keys, workspaces, limits"
-                " CASCADE"
-            )
-        )
-        conn.execute(sa.text("DROP TABLE IF EXISTS bench_rows"))
-        conn.execute(sa.text("CREATE TABLE bench_rows (id int PRIMARY KEY, touched int NOT NULL)"))
-        conn.execute(sa.text("INSERT INTO bench_rows SELECT g, 0 FROM generate_series(0, 99) g"))
 
 
 @contextmanager
@@ -260,7 +245,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="of the unlimited/limited pair")
     args = parser.parse_args()
 
-    prepare_database()
+    database.reset()
     client = redis.Redis.from_url(get_settings().redis_url)
     clear_queues(client)
     key = workspaces.create_key("bench")[1]

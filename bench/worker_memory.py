@@ -15,7 +15,10 @@ import argparse
 import psutil
 import redis
 
-from bench import throughput  # first: it points the settings at the bench's database
+from bench import (
+    database,
+    throughput,  # first: it points the settings at the bench's database
+)
 
 
 def rss_mib(pid: int) -> tuple[float, list[float]]:
@@ -37,7 +40,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10_000)
     args = parser.parse_args()
 
-    throughput.prepare_database()
+    database.reset()
     client = redis.Redis.from_url(throughput.get_settings().redis_url)
     throughput.clear_queues(client)
     key = throughput.workspaces.create_key("bench")[1]
