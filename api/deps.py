@@ -12,7 +12,6 @@ from app import db, workspaces
 from app.errors import Unauthenticated
 
 MISSING_KEY = "missing API key: send 'Authorization: Bearer <key>'"
-INVALID_KEY = "invalid or revoked API key"
 _bearer = HTTPBearer(auto_error=False, description="An API key from `runway keys create`.")
 
 
@@ -35,7 +34,7 @@ async def workspace_id(key: Annotated[str, Depends(api_key)]) -> UUID:
     async with db.async_autocommit() as conn:
         found = await workspaces.workspace_for_key_async(conn, key)
     if found is None:
-        raise Unauthenticated(INVALID_KEY)
+        raise Unauthenticated()
     return found
 
 

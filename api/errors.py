@@ -52,7 +52,7 @@ async def _request_invalid(request: Request, error: Exception) -> JSONResponse:
     if _checks_key_itself(request):
         refused = await _refused_key(request)
         if refused is not None:
-            return await _unauthenticated(request, Unauthenticated(refused))
+            return await _unauthenticated(request, refused)
     detail = [
         {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
         for item in error.errors()
@@ -66,14 +66,14 @@ def _checks_key_itself(request: Request) -> bool:
     return dependant is not None and any(sub.call is deps.api_key for sub in dependant.dependencies)
 
 
-async def _refused_key(request: Request) -> str | None:
+async def _refused_key(request: Request) -> Unauthenticated | None:
     """Why the request's key is refused, as deps would say; None if it is a valid key."""
     scheme, key = get_authorization_scheme_param(request.headers.get("Authorization"))
     if scheme.lower() != "bearer" or not key:
-        return deps.MISSING_KEY
+        return Unauthenticated(deps.MISSING_KEY)
     async with db.async_autocommit() as conn:
         found = await workspaces.workspace_for_key_async(conn, key)
-    return deps.INVALID_KEY if found is None else None
+    return Unauthenticated() if found is None else None
 
 
 async def _http_error(request: Request, error: Exception) -> JSONResponse | Response:

@@ -15,6 +15,9 @@ class NotFound(RunwayError):
 class Unauthenticated(RunwayError):
     """The API key is unknown or revoked (HTTP 401)."""
 
+    def __init__(self, message: str = "invalid or revoked API key") -> None:
+        super().__init__(message)
+
 
 class Conflict(RunwayError):
     """The request is valid but the current state forbids it (HTTP 409)."""

@@ -149,9 +149,7 @@ def _publish(producer: Any, name: str, message: Any, queue: str, priority: int) 
         retry=False,
         **properties,
     )
-    signals.after_task_publish.send(
-        sender=name, body=body, headers=headers, exchange="", routing_key=queue
-    )
+    _after_publish(name, body, headers, queue)
 
 
 # The API publishes on its event loop: kombu's producer is synchronous, so the same messages
@@ -209,10 +207,8 @@ async def publish_async(jobs: Sequence[Job]) -> int:
     except (RedisError, OSError) as error:
         log.warning("broker did not take run(s), the sweep will publish them: %s", error)
         return 0
-    for name, (headers, _, body, _) in ((name, message) for name, message, _ in messages):
-        signals.after_task_publish.send(
-            sender=name, body=body, headers=headers, exchange="", routing_key=queue
-        )
+    for name, (headers, _, body, _), _ in messages:
+        _after_publish(name, body, headers, queue)
     return len(jobs)
 
 
@@ -249,6 +245,12 @@ def _before_publish(name: str, body: Any, headers: Any, properties: Any, queue: 
         headers=headers,
         properties=properties,
         retry_policy=_RETRY_POLICY,
+    )
+
+
+def _after_publish(name: str, body: Any, headers: Any, queue: str) -> None:
+    signals.after_task_publish.send(
+        sender=name, body=body, headers=headers, exchange="", routing_key=queue
     )
 
 

@@ -110,7 +110,7 @@ def _replay(api_key: str, request: store.FromStream) -> Created:
 def _holder(conn: Connection, api_key: str) -> UUID:
     workspace_id = workspaces_store.workspace_for_key(conn, api_key)
     if workspace_id is None:
-        raise Unauthenticated("invalid or revoked API key")
+        raise Unauthenticated()
     return workspace_id
 
 
@@ -144,7 +144,7 @@ async def get_async(api_key: str, run_id: UUID) -> Any:
     async with db.async_autocommit() as conn:
         row = await store.get_async(conn, run_id, _key_holder(api_key))
         if row is None and await workspaces_store.workspace_for_key_async(conn, api_key) is None:
-            raise Unauthenticated("invalid or revoked API key")
+            raise Unauthenticated()
     if row is None:
         raise NotFound("run", run_id)
     return row
